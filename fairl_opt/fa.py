@@ -1,0 +1,412 @@
+"""The failure-aware (FA) loop: solve → find failures → tighten / re-weight → re-solve warm.
+
+Max-margin programs tighten the margin of each NEW failure, ``m_j ← m_j + δ`` (j in the failure set
+only: raising every margin by the same amount only rescales θ, so a round that would cover every
+pair stops instead). MaxEnt up-weights (``w_j ← w_j·upweight``) and/or sharpens
+(``T_j ← T_j·sharpen``, sharpen < 1) its failures. Each pair is edited at most once, so the loop ends
+after at most n rounds (and at ``max_rounds``).
+
+Every round is recorded: the failures found on its θ, the pairs changed to get it, its objective
+and certificate, and for margin programs a **witness** — the previous θ violates a new constraint,
+so the feasible set strictly shrank.
+
+If tightening makes a hard-margin program infeasible, the loop solves the LP
+``max t s.t. Δθ ≥ m + t·1_S`` for the largest admissible step, backs off to ``backoff·t*`` and says
+so in the round's note; it never returns an uncertified θ.
+
+**Dual path** (``dual_path=True``): the reward is ``θ = θ_b + θ_c`` with θ_b the standard solution
+(fixed) and the correction θ_c fitted on the failure pairs only, under its own penalty:
+``min ½‖θ_c‖² (+ C_c Σξ) s.t. Δ_j(θ_b + θ_c) ≥ m_j + δ (− ξ_j), j ∈ S`` (or the MaxEnt analogue with
+offsets Δ_jθ_b and reg λ_c). This is one convex program in θ: min ½‖θ − θ_b‖² over the tightened
+failure constraints.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fairl_opt.exceptions import DataError, InfeasibleError, SolverError
+from fairl_opt.failures import (
+    FailureRule,
+    Failures,
+    combine_margins,
+    detect_failures,
+    fold_indices,
+    normalised_margins,
+    out_of_fold_margins,
+)
+from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.solvers import Backend, Certificate, Solution, get_backend, max_admissible_tightening
+
+
+@dataclass(frozen=True)
+class Tightening:
+    """How a round edits its failures.
+
+    Parameters
+    ----------
+    margin_step : float
+        δ > 0 added to a failure's required margin (max-margin programs).
+    upweight : float
+        Factor ≥ 1 on a failure's weight (MaxEnt).
+    sharpen : float
+        Factor in (0, 1] on a failure's temperature (MaxEnt).
+    backoff : float
+        Fraction in (0, 1) of the largest admissible step used when δ makes a hard margin infeasible.
+    """
+
+    margin_step: float = 0.5
+    upweight: float = 2.0
+    sharpen: float = 1.0
+    backoff: float = 0.99
+
+    def __post_init__(self):
+        if not (np.isfinite(self.margin_step) and self.margin_step > 0):
+            raise DataError(f"margin_step must be positive and finite, got {self.margin_step}")
+        if not (np.isfinite(self.upweight) and self.upweight >= 1):
+            raise DataError(f"upweight must be >= 1, got {self.upweight}")
+        if not 0 < self.sharpen <= 1:
+            raise DataError(f"sharpen must lie in (0, 1], got {self.sharpen}")
+        if self.upweight == 1 and self.sharpen == 1:
+            raise DataError("upweight=1 and sharpen=1 would leave MaxEnt failures unchanged")
+        if not 0 < self.backoff < 1:
+            raise DataError(f"backoff must lie in (0, 1), got {self.backoff}")
+
+
+@dataclass
+class FARound:
+    """One round of the FA loop (round 0 is the standard solve)."""
+
+    round: int
+    objective: float
+    certificate: Certificate
+    n_failures: int = 0
+    n_misclassified: int = 0
+    n_near_ties: int = 0
+    failures: list = field(default_factory=list)
+    changed: list = field(default_factory=list)
+    step: float | None = None
+    witness_pair: int | None = None
+    witness_violation: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "round": self.round,
+            "n_failures": self.n_failures,
+            "n_misclassified": self.n_misclassified,
+            "n_near_ties": self.n_near_ties,
+            "objective": self.objective,
+            "changed": list(self.changed),
+            "step": self.step,
+            "witness_pair": self.witness_pair,
+            "witness_violation": self.witness_violation,
+            "certificate": self.certificate.to_dict(),
+            "note": self.note,
+        }
+
+
+@dataclass
+class FAResult:
+    """The outcome of :func:`run_fa`.
+
+    Attributes
+    ----------
+    theta : ndarray
+        The final reward (θ_b + θ_c for the dual path).
+    solution : Solution
+        The final certified solve (of the correction program for the dual path).
+    base_solution : Solution
+        Round 0: the standard program.
+    history : list of FARound
+    tightened : int array
+        Pairs whose requirement changed (sorted).
+    required_margins : ndarray or None
+        Final m_i for every pair (margin programs).
+    weights, temperatures : ndarray or None
+        Final w_i, T_i for every pair (MaxEnt).
+    stop_reason : str
+    """
+
+    theta: np.ndarray
+    solution: Solution
+    base_solution: Solution
+    history: list
+    tightened: np.ndarray
+    required_margins: np.ndarray | None
+    weights: np.ndarray | None
+    temperatures: np.ndarray | None
+    stop_reason: str
+
+
+class _State:
+    """Per-pair requirements in full-pair space; programs are derived from it each round."""
+
+    def __init__(self, program):
+        self.program = program
+        if isinstance(program, MarginProgram):
+            self.margins = program.margins.copy()
+        else:
+            self.weights = program.weights.copy()
+            self.temperatures = program.temperatures.copy()
+
+    @property
+    def is_margin(self) -> bool:
+        return isinstance(self.program, MarginProgram)
+
+    def full_program(self):
+        if self.is_margin:
+            return self.program.with_margins(self.margins)
+        return self.program.with_weights(self.weights, self.temperatures)
+
+
+def _require_certified(solution: Solution, context: str) -> Solution:
+    cert = solution.certificate
+    if not cert.optimal:
+        raise SolverError(
+            f"{context}: backend {cert.backend!r} returned status {cert.solver_status!r} but the "
+            f"certificate fails (relative gap {cert.relative_gap:.2e}, max violation "
+            f"{cert.max_violation:.2e}); try backend='cvxpy', a soft margin, or rescaled embeddings",
+            status=cert.solver_status,
+        )
+    return solution
+
+
+def run_fa(
+    program: MarginProgram | MaxEntProgram,
+    backend: str | Backend = "auto",
+    *,
+    rule: FailureRule | None = None,
+    tightening: Tightening | None = None,
+    max_rounds: int = 5,
+    curriculum: bool = True,
+    groups=None,
+    dual_path: bool = False,
+    correction_penalty: float | None = None,
+    verbose: bool = False,
+) -> FAResult:
+    """Run the failure-aware loop on ``program``.
+
+    Parameters
+    ----------
+    program : MarginProgram or MaxEntProgram
+        The standard program (round 0).
+    backend : str or Backend
+        ``"auto"``, ``"cvxpy"``, ``"newton"`` or an instance; one instance serves every round so its
+        caches (cvxpy's parameterised problem, Newton's θ) are re-used.
+    rule : FailureRule
+        What counts as a failure; default: near-ties below the 10 % quantile, no out-of-fold mining.
+    tightening : Tightening
+    max_rounds : int
+        Rounds after the standard solve.
+    curriculum : bool
+        When a round has new misclassified pairs, tighten only those; near-ties wait until no clear
+        error is left.
+    groups : array, optional
+        Prompt id per pair, so out-of-fold folds keep prompts together.
+    dual_path : bool
+        Fit a correction θ_c on the failures on top of the fixed standard θ_b.
+    correction_penalty : float, optional
+        The correction's own penalty: C_c for soft margins, λ_c for MaxEnt (default: the program's).
+    verbose : bool
+        One progress line per round on stderr.
+
+    Returns
+    -------
+    FAResult
+    """
+    rule = rule or FailureRule(near_tie_quantile=0.1)
+    tightening = tightening or Tightening()
+    if not isinstance(max_rounds, (int, np.integer)) or max_rounds < 0:
+        raise DataError(f"max_rounds must be an integer >= 0, got {max_rounds!r}")
+    if isinstance(backend, str):
+        backend = get_backend(backend, program)
+    state = _State(program)
+    n = program.n_pairs
+    delta = program.delta
+
+    def say(msg):
+        if verbose:
+            print(f"[fa] {msg}", file=sys.stderr, flush=True)
+
+    base = _require_certified(backend.solve(state.full_program()), "standard solve (round 0)")
+    theta = base.theta
+    solution = base
+    history = [FARound(0, base.objective, base.certificate)]
+    say(f"round 0: objective {base.objective:.6g} ({base.certificate.solve_seconds:.3f}s)")
+
+    folds = fold_indices(n, rule.oof_folds, groups, rule.seed) if rule.oof_folds else None
+    fold_backends = [type(backend)() for _ in folds] if folds else None
+    fold_programs = [program.restrict(train) for train, _ in folds] if folds else None
+
+    def oof_margins():
+        thetas = []
+        for (train, _), fold_program, fold_backend in zip(folds, fold_programs, fold_backends):
+            if state.is_margin:
+                edited = fold_program.with_margins(state.margins[train])
+            else:
+                edited = fold_program.with_weights(state.weights[train], state.temperatures[train])
+            thetas.append(_require_certified(fold_backend.solve(edited), "out-of-fold fit").theta)
+        return out_of_fold_margins(delta, thetas, folds)
+
+    def find(theta_now) -> Failures:
+        nonlocal threshold
+        margins = combine_margins(normalised_margins(delta, theta_now), oof_margins() if folds else None)
+        if threshold is None:
+            threshold = rule.resolve_threshold(margins)
+        return detect_failures(margins, threshold)
+
+    threshold = None
+    tightened: set[int] = set()
+    correction_penalty_value = correction_penalty
+    stop_reason = f"round limit ({max_rounds})"
+    failures = find(theta)
+    _record_failures(history[-1], failures)
+
+    for r in range(1, max_rounds + 1):
+        new_mis = [i for i in failures.misclassified.tolist() if i not in tightened]
+        new_tie = [i for i in failures.near_ties.tolist() if i not in tightened]
+        new = new_mis if (curriculum and new_mis) else new_mis + new_tie
+        if not new:
+            stop_reason = "no new failures"
+            break
+        if len(tightened) + len(new) >= n:
+            stop_reason = (
+                "the failure set covers every pair: tightening all constraints alike only rescales θ"
+            )
+            break
+        previous_theta = theta
+        new_arr = np.asarray(sorted(new), dtype=np.int64)
+        record = FARound(r, float("nan"), solution.certificate, changed=new_arr.tolist())
+        if state.is_margin:
+            step = tightening.margin_step
+            solution, step, note = _tighten_margins(
+                state, new_arr, step, tightening.backoff, backend, solution, tightened, dual_path,
+                base.theta, correction_penalty_value,
+            )
+            record.step = step
+            record.note = note
+            if step == 0.0:
+                tightened.update(new)
+                record.objective = solution.objective
+                history.append(record)
+                say(f"round {r}: {note}")
+                continue
+        else:
+            state.weights[new_arr] *= tightening.upweight
+            state.temperatures[new_arr] *= tightening.sharpen
+            tightened.update(new)
+            solved = _solve_round(state, backend, solution, tightened, dual_path, base.theta,
+                                  correction_penalty_value)
+            solution = solved
+            record.note = (
+                f"weights x{tightening.upweight:g}, temperatures x{tightening.sharpen:g} on {len(new)} pair(s)"
+            )
+        theta = _full_theta(solution, dual_path, base.theta)
+        record.objective = solution.objective
+        record.certificate = solution.certificate
+        if state.is_margin:
+            shortfall = state.margins[new_arr] - delta[new_arr] @ previous_theta
+            j = int(np.argmax(shortfall))
+            if shortfall[j] > 1e-9 * max(1.0, float(np.abs(state.margins).max())):
+                record.witness_pair = int(new_arr[j])
+                record.witness_violation = float(shortfall[j])
+        failures = find(theta)
+        _record_failures(record, failures)
+        history.append(record)
+        say(
+            f"round {r}: changed {len(new)} pair(s), objective {record.objective:.6g}, "
+            f"{len(failures)} failure(s) now"
+        )
+    else:
+        stop_reason = f"round limit ({max_rounds})"
+
+    return FAResult(
+        theta=theta,
+        solution=solution,
+        base_solution=base,
+        history=history,
+        tightened=np.asarray(sorted(tightened), dtype=np.int64),
+        required_margins=state.margins.copy() if state.is_margin else None,
+        weights=None if state.is_margin else state.weights.copy(),
+        temperatures=None if state.is_margin else state.temperatures.copy(),
+        stop_reason=stop_reason,
+    )
+
+
+def _record_failures(record: FARound, failures: Failures) -> None:
+    record.n_failures = len(failures)
+    record.n_misclassified = int(failures.misclassified.size)
+    record.n_near_ties = int(failures.near_ties.size)
+    record.failures = failures.indices.tolist()
+
+
+def _full_theta(solution: Solution, dual_path: bool, base_theta: np.ndarray) -> np.ndarray:
+    return base_theta + solution.theta if dual_path else solution.theta
+
+
+def _round_program(state: _State, tightened, dual_path: bool, base_theta, correction_penalty):
+    """The program a round solves: the full one, or the dual-path correction on the tightened rows."""
+    if not dual_path:
+        return state.full_program()
+    rows = np.asarray(sorted(tightened), dtype=np.int64)
+    offsets = state.program.delta[rows] @ base_theta
+    if state.is_margin:
+        C = state.program.C
+        if C is not None and correction_penalty is not None:
+            C = correction_penalty
+        return MarginProgram(state.program.delta[rows], state.margins[rows] - offsets, state.program.norm, C)
+    reg = correction_penalty if correction_penalty is not None else state.program.reg
+    return MaxEntProgram(
+        state.program.delta[rows], reg, state.weights[rows], state.temperatures[rows],
+        state.program.offsets[rows] + offsets,
+    )
+
+
+def _solve_round(state, backend, previous, tightened, dual_path, base_theta, correction_penalty):
+    program = _round_program(state, tightened, dual_path, base_theta, correction_penalty)
+    warm = previous if previous.program.n_pairs == program.n_pairs else None
+    return _require_certified(backend.solve(program, warm_start=warm), "FA round")
+
+
+def _tighten_margins(state, new, step, backoff, backend, previous, tightened, dual_path, base_theta,
+                     correction_penalty):
+    """Raise the margins of ``new`` by ``step``; on hard-margin infeasibility back off to the LP optimum.
+
+    Returns (solution, step used, note). A step of 0.0 means no positive tightening is admissible
+    for these pairs; the previous solution is returned unchanged.
+    """
+    before = state.margins.copy()
+    state.margins[new] += step
+    candidate = tightened | set(new.tolist())
+    try:
+        solution = _solve_round(state, backend, previous, candidate, dual_path, base_theta, correction_penalty)
+        tightened.update(new.tolist())
+        return solution, step, f"margin +{step:g} on {new.size} pair(s)"
+    except InfeasibleError as exc:
+        state.margins[:] = before
+        program = state.full_program()
+        largest = max_admissible_tightening(program.delta, program.margins, new, upper=step)
+        if not np.isfinite(largest) or largest >= step * (1 - 1e-9):
+            raise SolverError(
+                f"tightening pairs {new[:10].tolist()} by {step:g} was reported infeasible, but the "
+                f"admissible-step LP allows {largest:g}; the data are badly scaled"
+            ) from exc
+        scale = max(1.0, float(np.abs(before).max()))
+        if largest <= 1e-9 * scale:
+            return previous, 0.0, (
+                f"no positive tightening admissible for pairs {new[:10].tolist()} "
+                f"(conflicting set {exc.conflicting_pairs[:10]}); left unchanged"
+            )
+        used = backoff * largest
+        state.margins[new] += used
+        solution = _solve_round(state, backend, previous, candidate, dual_path, base_theta, correction_penalty)
+        tightened.update(new.tolist())
+        return solution, used, (
+            f"margin +{step:g} on {new.size} pair(s) is infeasible (conflicting pairs "
+            f"{exc.conflicting_pairs[:10]}); backed off to +{used:.6g} = {backoff:g} x the largest "
+            f"admissible step {largest:.6g}"
+        )

@@ -1,0 +1,335 @@
+"""Preference pairs over frozen embeddings: validated arrays, kinds, prompt ids, splits, npz I/O.
+
+A pair i says completion ``chosen[i]`` is preferred to ``rejected[i]`` for the same prompt. Each pair
+gives one row of the difference matrix ``delta[i] = chosen[i] - rejected[i]``; a linear reward θ
+explains the pair when ``delta[i] @ theta > 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fairl_opt.exceptions import DataError
+
+#: Pair kinds from a ground-truth labeller (T = toxic, NT = non-toxic), "rejected→chosen" reading as
+#: "base → aligned": T→NT pairs are the informative ones, NT→T pairs are regressions.
+KINDS = ("T->NT", "NT->NT", "T->T", "NT->T")
+_KIND_ALIASES = {"T→NT": "T->NT", "NT→NT": "NT->NT", "T→T": "T->T", "NT→T": "NT->T"}
+
+NPZ_KEYS = ("chosen", "rejected", "kinds", "prompt_ids")
+
+
+def _as_float_matrix(name: str, value, dtype) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} must be a numeric array: {exc}") from None
+    if arr.ndim != 2:
+        raise DataError(f"{name} must be 2-D (pairs x features), got shape {arr.shape}")
+    return arr
+
+
+def _first_nonfinite_row(arr: np.ndarray) -> int | None:
+    bad = ~np.isfinite(arr).all(axis=1)
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
+def normalise_kinds(kinds, n: int) -> np.ndarray | None:
+    """Map kind labels (ASCII ``T->NT`` or arrow ``T→NT``) to a fixed-width string array.
+
+    Raises
+    ------
+    DataError
+        If the length differs from ``n`` or a label is not one of :data:`KINDS` (names the pair).
+    """
+    if kinds is None:
+        return None
+    arr = np.asarray(kinds)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise DataError(f"kinds must be 1-D with one label per pair ({n}), got shape {arr.shape}")
+    out = np.empty(n, dtype="<U6")
+    for i, k in enumerate(arr.tolist()):
+        k = _KIND_ALIASES.get(str(k), str(k))
+        if k not in KINDS:
+            raise DataError(f"kinds[{i}] = {arr[i]!r} (pair {i}) is not one of {', '.join(KINDS)}")
+        out[i] = k
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class PreferencePairs:
+    """Validated preference pairs ``chosen[i] ≻ rejected[i]``.
+
+    Parameters
+    ----------
+    chosen, rejected : array of shape (n, d)
+        Features of the preferred and the dispreferred completion of each pair.
+    kinds : array of str of shape (n,), optional
+        One of :data:`KINDS` per pair.
+    prompt_ids : array of int of shape (n,), optional
+        The prompt each pair belongs to; splits keep a prompt's pairs together.
+    duplicates : {"error", "allow"}
+        Identical pairs (same chosen and rejected rows) are an error by default; they weight a
+        constraint twice in soft programs and add nothing to hard ones.
+    dtype : numpy dtype
+        Storage type (float64 by default; float32 halves memory).
+
+    Raises
+    ------
+    DataError
+        On empty data, wrong shapes, NaN/inf, a zero difference row or a duplicate pair; the
+        message names the pair index.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pairs = PreferencePairs(np.eye(3), np.zeros((3, 3)))
+    >>> pairs.delta.shape, pairs.n_pairs, pairs.dim
+    ((3, 3), 3, 3)
+    """
+
+    chosen: np.ndarray
+    rejected: np.ndarray
+    kinds: np.ndarray | None = None
+    prompt_ids: np.ndarray | None = None
+    duplicates: str = "error"
+    dtype: object = np.float64
+
+    def __post_init__(self):
+        chosen = _as_float_matrix("chosen", self.chosen, self.dtype)
+        rejected = _as_float_matrix("rejected", self.rejected, self.dtype)
+        if chosen.shape[0] == 0:
+            raise DataError("no pairs: chosen has 0 rows")
+        if chosen.shape[1] == 0:
+            raise DataError("features have dimension 0")
+        if chosen.shape != rejected.shape:
+            if chosen.shape[0] != rejected.shape[0]:
+                raise DataError(
+                    f"chosen has {chosen.shape[0]} pairs but rejected has {rejected.shape[0]}"
+                )
+            raise DataError(
+                f"feature dimension mismatch: chosen has d={chosen.shape[1]}, "
+                f"rejected has d={rejected.shape[1]}"
+            )
+        for name, arr in (("chosen", chosen), ("rejected", rejected)):
+            row = _first_nonfinite_row(arr)
+            if row is not None:
+                col = int(np.flatnonzero(~np.isfinite(arr[row]))[0])
+                raise DataError(
+                    f"pair {row}: {name}[{row}, {col}] is {arr[row, col]} (NaN/inf not allowed)"
+                )
+        n = chosen.shape[0]
+        delta = chosen - rejected
+        if not np.isfinite(delta).all():
+            row = _first_nonfinite_row(delta)
+            raise DataError(f"pair {row}: chosen - rejected overflows (values too large)")
+        zero = np.flatnonzero(~delta.any(axis=1))
+        if zero.size:
+            raise DataError(
+                f"pair {int(zero[0])}: chosen equals rejected (difference row is 0, a tie carries "
+                f"no preference); {zero.size} such pair(s) in all"
+            )
+        if self.duplicates not in ("error", "allow"):
+            raise DataError(f"duplicates must be 'error' or 'allow', got {self.duplicates!r}")
+        if self.duplicates == "error":
+            dup = find_duplicate_rows(np.hstack([chosen, rejected]))
+            if dup is not None:
+                raise DataError(
+                    f"pair {dup[1]} duplicates pair {dup[0]} (same chosen and rejected); "
+                    "drop it or pass duplicates='allow'"
+                )
+        kinds = normalise_kinds(self.kinds, n)
+        prompt_ids = None
+        if self.prompt_ids is not None:
+            prompt_ids = np.asarray(self.prompt_ids)
+            if prompt_ids.ndim != 1 or prompt_ids.shape[0] != n:
+                raise DataError(
+                    f"prompt_ids must be 1-D with one id per pair ({n}), got shape {prompt_ids.shape}"
+                )
+            if not np.issubdtype(prompt_ids.dtype, np.integer):
+                try:
+                    as_int = prompt_ids.astype(np.int64)
+                except (TypeError, ValueError):
+                    raise DataError("prompt_ids must be integers") from None
+                if not np.array_equal(as_int, prompt_ids):
+                    bad = int(np.flatnonzero(as_int != prompt_ids)[0])
+                    raise DataError(f"prompt_ids[{bad}] = {prompt_ids[bad]!r} is not an integer")
+                prompt_ids = as_int
+            prompt_ids = prompt_ids.astype(np.int64)
+        for name, arr in (("chosen", chosen), ("rejected", rejected), ("delta", delta)):
+            arr.setflags(write=False)
+        object.__setattr__(self, "chosen", chosen)
+        object.__setattr__(self, "rejected", rejected)
+        object.__setattr__(self, "kinds", kinds)
+        object.__setattr__(self, "prompt_ids", prompt_ids)
+        object.__setattr__(self, "_delta", delta)
+
+    # -- views ---------------------------------------------------------------------------------
+    @property
+    def delta(self) -> np.ndarray:
+        """Difference rows ``chosen - rejected`` (n, d), read-only, computed once."""
+        return self._delta
+
+    @property
+    def n_pairs(self) -> int:
+        return self.chosen.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.chosen.shape[1]
+
+    def __len__(self) -> int:
+        return self.n_pairs
+
+    def __repr__(self) -> str:
+        extra = []
+        if self.kinds is not None:
+            counts = {k: int((self.kinds == k).sum()) for k in KINDS}
+            extra.append("kinds=" + ", ".join(f"{k}:{c}" for k, c in counts.items() if c))
+        if self.prompt_ids is not None:
+            extra.append(f"prompts={np.unique(self.prompt_ids).size}")
+        tail = (", " + "; ".join(extra)) if extra else ""
+        return f"PreferencePairs(n={self.n_pairs}, d={self.dim}{tail})"
+
+    def subset(self, index) -> "PreferencePairs":
+        """The pairs at ``index`` (int array or boolean mask), in that order."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return PreferencePairs(
+            self.chosen[idx],
+            self.rejected[idx],
+            None if self.kinds is None else self.kinds[idx],
+            None if self.prompt_ids is None else self.prompt_ids[idx],
+            duplicates="allow",
+            dtype=self.chosen.dtype,
+        )
+
+    def contradictions(self) -> list[tuple[int, int]]:
+        """Pairs (i, j) that state opposite preferences over the same two completions.
+
+        Such pairs make every hard-margin program infeasible; soft programs accept them.
+        """
+        forward = np.hstack([self.chosen, self.rejected])
+        backward = np.hstack([self.rejected, self.chosen])
+        seen = {row.tobytes(): i for i, row in enumerate(np.ascontiguousarray(forward + 0.0))}
+        out = []
+        for j, row in enumerate(np.ascontiguousarray(backward + 0.0)):
+            i = seen.get(row.tobytes())
+            if i is not None and i < j:
+                out.append((i, j))
+        return out
+
+    # -- splits --------------------------------------------------------------------------------
+    def _groups(self) -> np.ndarray:
+        return self.prompt_ids if self.prompt_ids is not None else np.arange(self.n_pairs)
+
+    def train_test_split(self, test_fraction: float = 0.2, seed: int = 0):
+        """Split by prompt: every pair of a prompt lands on the same side.
+
+        Returns
+        -------
+        train_index, test_index : int arrays
+        """
+        if not 0.0 < test_fraction < 1.0:
+            raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        groups = self._groups()
+        unique = np.unique(groups)
+        if unique.size < 2:
+            raise DataError("need at least 2 prompts to split by prompt")
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(unique)
+        n_test = min(max(1, int(round(test_fraction * unique.size))), unique.size - 1)
+        test_groups = perm[:n_test]
+        test_mask = np.isin(groups, test_groups)
+        return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+
+    def kfold(self, k: int = 5, seed: int = 0):
+        """k folds by prompt: a list of ``(train_index, test_index)``; each pair is tested once."""
+        groups = self._groups()
+        unique = np.unique(groups)
+        if not isinstance(k, (int, np.integer)) or k < 2:
+            raise DataError(f"k must be an integer >= 2, got {k!r}")
+        if unique.size < k:
+            raise DataError(f"k={k} folds need at least {k} prompts, have {unique.size}")
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(unique)
+        fold_of_group = {g: f for f, chunk in enumerate(np.array_split(perm, k)) for g in chunk}
+        fold = np.fromiter((fold_of_group[g] for g in groups), dtype=np.int64, count=groups.size)
+        return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
+
+    # -- I/O -----------------------------------------------------------------------------------
+    def save(self, path, **extra) -> None:
+        """Write an ``.npz`` with keys chosen, rejected and (when present) kinds, prompt_ids.
+
+        ``extra`` arrays (e.g. ``theta_true``) are stored alongside; they must be numeric or
+        fixed-width strings so that loading never needs pickle.
+        """
+        arrays = {"chosen": self.chosen, "rejected": self.rejected}
+        if self.kinds is not None:
+            arrays["kinds"] = self.kinds
+        if self.prompt_ids is not None:
+            arrays["prompt_ids"] = self.prompt_ids
+        for key, value in extra.items():
+            if key in NPZ_KEYS:
+                raise DataError(f"extra array name {key!r} clashes with a pairs key")
+            value = np.asarray(value)
+            if value.dtype == object:
+                raise DataError(f"extra array {key!r} has dtype object (would need pickle)")
+            arrays[key] = value
+        np.savez_compressed(Path(path), **arrays)
+
+    @classmethod
+    def load(cls, path, duplicates: str = "error", dtype=np.float64) -> "PreferencePairs":
+        """Read pairs written by :meth:`save` (``allow_pickle=False``)."""
+        pairs, _ = load_npz(path, duplicates=duplicates, dtype=dtype)
+        return pairs
+
+
+def load_npz(path, duplicates: str = "error", dtype=np.float64):
+    """Load pairs and any extra arrays from an ``.npz`` file without pickle.
+
+    Returns
+    -------
+    pairs : PreferencePairs
+    extra : dict of str -> ndarray
+        Every other key in the file (e.g. ``theta_true`` written by the simulator).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read without pickle ({exc})") from None
+    except Exception as exc:  # zipfile/OSError: not an npz at all
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    for key in ("chosen", "rejected"):
+        if key not in arrays:
+            raise DataError(f"{path}: missing array {key!r} (found {sorted(arrays)})")
+    pairs = PreferencePairs(
+        arrays.pop("chosen"),
+        arrays.pop("rejected"),
+        arrays.pop("kinds", None),
+        arrays.pop("prompt_ids", None),
+        duplicates=duplicates,
+        dtype=dtype,
+    )
+    return pairs, arrays
+
+
+def find_duplicate_rows(matrix: np.ndarray) -> tuple[int, int] | None:
+    """The first (earlier, later) indices of two identical rows, or None."""
+    seen: dict[bytes, int] = {}
+    # "+ 0.0" turns -0.0 into 0.0 so that equal values have equal bytes.
+    for j, row in enumerate(np.ascontiguousarray(matrix + 0.0)):
+        key = row.tobytes()
+        i = seen.get(key)
+        if i is not None:
+            return i, j
+        seen[key] = j
+    return None

@@ -1,0 +1,306 @@
+"""The convex reward programs as data. Nothing here solves; backends translate these.
+
+Conventions (Δ = ``delta``, one row per preference pair):
+
+* :class:`MarginProgram` with ``norm="l2"`` (``mm-qp``)::
+
+      min ½‖θ‖₂² (+ C Σ ξ_i)   s.t.  Δ_i θ ≥ m_i (− ξ_i),  ξ ≥ 0
+
+* ``norm="l1"`` / ``norm="linf"`` (``mm-lp``): the same constraints with ‖θ‖₁ or ‖θ‖_∞ as objective.
+* :class:`MaxEntProgram` (``maxent``, Bradley–Terry)::
+
+      min Σ_i w_i log(1 + exp(−(Δ_i θ + o_i) / T_i)) + (λ/2)‖θ‖₂²,   λ > 0
+
+  ``o`` is an offset per pair (0 by default); the dual-path correction uses it.
+
+``C=None`` means a hard margin. Each program also knows its own objective and the dual function
+whose value at any dual-feasible point lower-bounds the optimum (weak duality): certificates use
+those, the same for every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fairl_opt.exceptions import DataError
+
+NORMS = ("l2", "l1", "linf")
+_DUAL_NORM_ORD = {"l1": np.inf, "linf": 1}
+
+
+def _check_delta(delta) -> np.ndarray:
+    delta = np.asarray(delta)
+    if delta.dtype not in (np.float32, np.float64):
+        delta = delta.astype(np.float64)
+    if delta.ndim != 2 or delta.shape[0] == 0 or delta.shape[1] == 0:
+        raise DataError(f"delta must be a non-empty 2-D array (pairs x features), got shape {delta.shape}")
+    bad = ~np.isfinite(delta).all(axis=1)
+    if bad.any():
+        raise DataError(f"pair {int(np.flatnonzero(bad)[0])}: delta has NaN/inf")
+    return delta
+
+
+def _per_pair(name: str, value, n: int, default: float, positive: bool = False, nonneg=False) -> np.ndarray:
+    if value is None:
+        return np.full(n, default, dtype=np.float64)
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise DataError(f"{name} must be a scalar or have one entry per pair ({n}), got shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if positive:
+        bad |= arr <= 0
+    if nonneg:
+        bad |= arr < 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        need = "positive and finite" if positive else ("non-negative and finite" if nonneg else "finite")
+        raise DataError(f"{name}[{i}] = {arr[i]} (pair {i}) must be {need}")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class MarginProgram:
+    """Max-margin program over difference rows (``mm-qp`` for ``norm="l2"``, ``mm-lp`` otherwise).
+
+    Parameters
+    ----------
+    delta : (n, d) array
+        Difference rows Δ_i = φ(chosen_i) − φ(rejected_i).
+    margins : (n,) array or float, default 1
+        Required margin m_i of each pair.
+    norm : {"l2", "l1", "linf"}
+        Objective: ½‖θ‖₂² (QP) or ‖θ‖₁ / ‖θ‖_∞ (LP).
+    C : float or None
+        Slack penalty; None gives the hard-margin program.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prog = MarginProgram(np.array([[2.0, 0.0]]))
+    >>> prog.objective(np.array([0.5, 0.0]))
+    0.125
+    """
+
+    delta: np.ndarray
+    margins: np.ndarray | float | None = None
+    norm: str = "l2"
+    C: float | None = None
+
+    def __post_init__(self):
+        delta = _check_delta(self.delta)
+        if self.norm not in NORMS:
+            raise DataError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.C is not None and not (np.isfinite(self.C) and self.C > 0):
+            raise DataError(f"C must be positive and finite (or None for a hard margin), got {self.C}")
+        object.__setattr__(self, "delta", delta)
+        object.__setattr__(self, "margins", _per_pair("margins", self.margins, delta.shape[0], 1.0))
+
+    @property
+    def kind(self) -> str:
+        return "mm-qp" if self.norm == "l2" else "mm-lp"
+
+    @property
+    def hard(self) -> bool:
+        return self.C is None
+
+    @property
+    def n_pairs(self) -> int:
+        return self.delta.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.delta.shape[1]
+
+    def with_margins(self, margins) -> "MarginProgram":
+        """The same program with new required margins (the FA loop's only edit)."""
+        return replace(self, margins=np.asarray(margins, dtype=np.float64))
+
+    def restrict(self, rows) -> "MarginProgram":
+        """The program on a subset of pairs (for out-of-fold fits and dual-path corrections)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return MarginProgram(self.delta[rows], self.margins[rows], self.norm, self.C)
+
+    def regulariser(self, theta: np.ndarray) -> float:
+        if self.norm == "l2":
+            return 0.5 * float(theta @ theta)
+        return float(np.linalg.norm(theta, 1 if self.norm == "l1" else np.inf))
+
+    def slacks(self, theta: np.ndarray) -> np.ndarray:
+        """ξ_i = max(0, m_i − Δ_i θ): how far each pair falls short of its margin."""
+        return np.maximum(0.0, self.margins - self.delta @ theta)
+
+    def objective(self, theta: np.ndarray) -> float:
+        """Primal objective at θ (for soft margins with the optimal slacks ξ(θ))."""
+        value = self.regulariser(theta)
+        if not self.hard:
+            value += self.C * float(self.slacks(theta).sum())
+        return value
+
+    def max_violation(self, theta: np.ndarray) -> float:
+        """Largest constraint violation: max_i ξ_i for hard margins; 0 for soft (ξ(θ) is feasible)."""
+        return float(self.slacks(theta).max()) if self.hard else 0.0
+
+    def dual_objective(self, alpha: np.ndarray) -> float:
+        """A lower bound on the optimum from any multipliers α (projected to be dual feasible).
+
+        α is clipped to [0, C] (or [0, ∞) for hard margins). For the QP the dual is
+        ``mᵀα − ½‖Δᵀα‖²``; for the LPs it is ``mᵀα`` over the dual-norm ball ‖Δᵀα‖_* ≤ 1, so α is
+        scaled down into the ball first (scaling by a factor ≤ 1 keeps α ≤ C).
+        """
+        alpha = self.project_dual(alpha)
+        g = self.delta.T @ alpha
+        if self.norm == "l2":
+            return float(self.margins @ alpha - 0.5 * g @ g)
+        return float(self.margins @ alpha)
+
+    def project_dual(self, alpha: np.ndarray) -> np.ndarray:
+        """Nearest-by-construction dual-feasible multipliers (see :meth:`dual_objective`)."""
+        alpha = np.clip(np.asarray(alpha, dtype=np.float64), 0.0, np.inf if self.hard else self.C)
+        if self.norm != "l2":
+            dual_norm = float(np.linalg.norm(self.delta.T @ alpha, _DUAL_NORM_ORD[self.norm]))
+            if dual_norm > 1.0:
+                alpha = alpha / dual_norm
+        return alpha
+
+
+def logistic_loss(z: np.ndarray) -> np.ndarray:
+    """log(1 + exp(−z)), stable for large |z|."""
+    return np.logaddexp(0.0, -z)
+
+
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(np.where(p > 0, p * np.log(p), 0.0) + np.where(p < 1, (1 - p) * np.log1p(-p), 0.0))
+    return h
+
+
+@dataclass(frozen=True, eq=False)
+class MaxEntProgram:
+    """Bradley–Terry / MaxEnt reward program (``maxent``).
+
+    ``min Σ_i w_i log(1 + exp(−(Δ_i θ + o_i)/T_i)) + (λ/2)‖θ‖²``.
+
+    Parameters
+    ----------
+    delta : (n, d) array
+    reg : float
+        λ > 0. Separable data have no finite optimum without it.
+    weights : (n,) array or float, default 1
+        w_i > 0 (the FA loop up-weights failures).
+    temperatures : (n,) array or float, default 1
+        T_i > 0 (the FA loop sharpens failures with T_j < 1).
+    offsets : (n,) array or float, default 0
+        o_i added to Δ_i θ (the dual-path correction fits θ_c with o = Δ θ_b).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prog = MaxEntProgram(np.array([[1.0]]), reg=1.0)
+    >>> round(prog.objective(np.array([0.0])), 6)
+    0.693147
+    """
+
+    delta: np.ndarray
+    reg: float = 1.0
+    weights: np.ndarray | float | None = None
+    temperatures: np.ndarray | float | None = None
+    offsets: np.ndarray | float | None = None
+
+    def __post_init__(self):
+        delta = _check_delta(self.delta)
+        if self.reg is None or not (np.isfinite(self.reg) and self.reg > 0):
+            raise DataError(
+                f"reg (λ) must be positive and finite, got {self.reg}: without it separable data "
+                "have no finite optimum"
+            )
+        n = delta.shape[0]
+        object.__setattr__(self, "delta", delta)
+        object.__setattr__(self, "reg", float(self.reg))
+        object.__setattr__(self, "weights", _per_pair("weights", self.weights, n, 1.0, positive=True))
+        object.__setattr__(
+            self, "temperatures", _per_pair("temperatures", self.temperatures, n, 1.0, positive=True)
+        )
+        object.__setattr__(self, "offsets", _per_pair("offsets", self.offsets, n, 0.0))
+
+    kind = "maxent"
+    hard = False
+
+    @property
+    def n_pairs(self) -> int:
+        return self.delta.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.delta.shape[1]
+
+    def with_weights(self, weights=None, temperatures=None) -> "MaxEntProgram":
+        """The same program with new weights and/or temperatures (the FA loop's only edit)."""
+        return replace(
+            self,
+            weights=self.weights if weights is None else np.asarray(weights, dtype=np.float64),
+            temperatures=(
+                self.temperatures if temperatures is None else np.asarray(temperatures, dtype=np.float64)
+            ),
+        )
+
+    def restrict(self, rows) -> "MaxEntProgram":
+        """The program on a subset of pairs (for out-of-fold fits and dual-path corrections)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return MaxEntProgram(
+            self.delta[rows], self.reg, self.weights[rows], self.temperatures[rows], self.offsets[rows]
+        )
+
+    def scores(self, theta: np.ndarray) -> np.ndarray:
+        """s_i = (Δ_i θ + o_i) / T_i."""
+        return (self.delta @ theta + self.offsets) / self.temperatures
+
+    def objective(self, theta: np.ndarray) -> float:
+        s = self.scores(theta)
+        return float(self.weights @ logistic_loss(s) + 0.5 * self.reg * theta @ theta)
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        s = self.scores(theta)
+        beta = _sigmoid(-s)  # ∂ℓ/∂s = −σ(−s)
+        return -self.delta.T @ (self.weights * beta / self.temperatures) + self.reg * theta
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        """Σ w_i σ(s_i)σ(−s_i)/T_i² Δ_iΔ_iᵀ + λI (d × d)."""
+        s = self.scores(theta)
+        curv = self.weights * _sigmoid(s) * _sigmoid(-s) / self.temperatures**2
+        return (self.delta.T * curv) @ self.delta + self.reg * np.eye(self.dim)
+
+    def dual_variables(self, theta: np.ndarray) -> np.ndarray:
+        """β_i = σ(−s_i) ∈ [0, 1]: the dual point that θ maps to (exact at the optimum)."""
+        return _sigmoid(-self.scores(theta))
+
+    def dual_objective(self, beta: np.ndarray) -> float:
+        """Fenchel dual value at β ∈ [0, 1]ⁿ, a lower bound on the optimum for every such β.
+
+        With a_i = Δ_i/T_i and c_i = o_i/T_i the dual is
+        ``Σ w_i (H(β_i) − β_i c_i) − ‖Σ w_i β_i a_i‖²/(2λ)`` where H is the binary entropy; its
+        maximiser satisfies θ = Σ w_i β_i a_i / λ.
+        """
+        beta = np.clip(np.asarray(beta, dtype=np.float64), 0.0, 1.0)
+        wb = self.weights * beta
+        g = self.delta.T @ (wb / self.temperatures)
+        c = self.offsets / self.temperatures
+        return float(self.weights @ _binary_entropy(beta) - wb @ c - g @ g / (2.0 * self.reg))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    out = np.empty_like(z, dtype=np.float64)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+Program = MarginProgram | MaxEntProgram
+
+__all__ = ["MarginProgram", "MaxEntProgram", "Program", "NORMS", "logistic_loss"]

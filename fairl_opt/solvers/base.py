@@ -1,0 +1,121 @@
+"""What every backend returns, and the LPs that explain hard-margin infeasibility.
+
+A backend does exactly three things for the FA loop: ``solve(program)``, ``solve(program,
+warm_start=previous)`` after the loop edited margins/weights, and a :class:`Certificate` (built by
+:func:`certify`, never by the backend's own judgement).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linprog
+
+from fairl_opt.exceptions import InfeasibleError, SolverError
+from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.solvers.certificate import Certificate
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """A solved program: θ, dual multipliers, and the certificate computed from both."""
+
+    program: MarginProgram | MaxEntProgram
+    theta: np.ndarray
+    duals: np.ndarray
+    certificate: Certificate
+
+    @property
+    def status(self) -> str:
+        return self.certificate.status
+
+    @property
+    def objective(self) -> float:
+        return self.certificate.primal_objective
+
+
+class Backend:
+    """Interface: ``solve(program, warm_start=None) -> Solution``; subclasses set ``name``."""
+
+    name = "abstract"
+
+    def supports(self, program) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def solve(self, program, warm_start: Solution | None = None) -> Solution:  # pragma: no cover
+        raise NotImplementedError
+
+
+def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[list[int], np.ndarray] | None:
+    """A Farkas certificate that ``Δθ ≥ m`` has no solution, or None when it has one.
+
+    Solves the LP ``min Σ y  s.t.  Δᵀy = 0,  mᵀy = 1,  y ≥ 0`` (HiGHS). A feasible y proves
+    infeasibility: any θ would give ``0 = (Δᵀy)ᵀθ = yᵀΔθ ≥ yᵀm = 1``. Minimising Σ y favours a
+    small support, which names the conflicting pairs.
+
+    Returns
+    -------
+    (pairs, y) : list of int, ndarray
+        Indices (into ``rows`` when given) with y_i > 0, and their multipliers.
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    margins = np.asarray(margins, dtype=np.float64)
+    n, d = delta.shape
+    a_eq = np.vstack([delta.T, margins[None, :]])
+    b_eq = np.zeros(d + 1)
+    b_eq[-1] = 1.0
+    res = linprog(np.ones(n), A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+    if res.status != 0:
+        return None
+    y = res.x
+    support = np.flatnonzero(y > 1e-9 * max(1.0, y.max()))
+    names = support if rows is None else np.asarray(rows)[support]
+    return [int(i) for i in names], y[support]
+
+
+def raise_infeasible(program: MarginProgram, solver_status: str) -> None:
+    """Raise :class:`InfeasibleError` naming a conflicting set of pairs, or SolverError if none exists."""
+    found = find_conflict(program.delta, program.margins)
+    if found is None:
+        raise SolverError(
+            f"solver reported {solver_status!r} but the margin constraints are feasible (an LP found a "
+            "point); the problem is badly scaled: rescale the embeddings or try backend='cvxpy' with "
+            "a soft margin",
+            status=solver_status,
+        )
+    pairs, y = found
+    shown = ", ".join(str(i) for i in pairs[:10]) + (" ..." if len(pairs) > 10 else "")
+    raise InfeasibleError(
+        f"hard margin infeasible: pairs {shown} conflict (a non-negative combination of their "
+        "difference rows is 0 while their margins are positive); drop or fix them, or use a soft "
+        "margin (--margin soft)",
+        conflicting_pairs=pairs,
+        farkas=y,
+    )
+
+
+def max_admissible_tightening(delta, margins, subset, upper: float | None = None) -> float:
+    """The largest t with {θ : Δθ ≥ m + t·1_S} non-empty (an LP; ``inf`` when unbounded).
+
+    ``max t  s.t.  Δ_i θ ≥ m_i + t [i ∈ S]``. ``upper`` caps t (returned when reachable).
+    Returns ``-inf`` if even t = −∞... never: the caller only asks when Δθ ≥ m is feasible, so the
+    optimum is ≥ 0.
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    n, d = delta.shape
+    indicator = np.zeros(n)
+    indicator[np.asarray(subset, dtype=np.int64)] = 1.0
+    # variables (θ, t): minimise −t subject to −Δθ + t·1_S ≤ −m
+    a_ub = np.hstack([-delta, indicator[:, None]])
+    bounds = [(None, None)] * d + [(None, upper)]
+    c = np.zeros(d + 1)
+    c[-1] = -1.0
+    res = linprog(c, A_ub=a_ub, b_ub=-np.asarray(margins, dtype=np.float64), bounds=bounds, method="highs")
+    if res.status == 3:
+        return float("inf")
+    if res.status == 2:
+        return float("-inf")
+    if res.status != 0:
+        raise SolverError(f"admissible-tightening LP failed: {res.message}", status=res.status)
+    return float(res.x[-1])

@@ -1,0 +1,68 @@
+"""MaxEnt by damped Newton with a duality-gap certificate.
+
+The MaxEnt objective is smooth and λ-strongly convex, so Newton's method with a backtracking line
+search converges quadratically. Each step forms the d×d Hessian (O(n d²)); the certificate's gap uses
+the dual point β_i = σ(−s_i(θ)), exact at the optimum, so a small gap proves near-optimality.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from fairl_opt.exceptions import SolverError
+from fairl_opt.programs import MaxEntProgram
+from fairl_opt.solvers.base import Backend, Solution
+from fairl_opt.solvers.certificate import GAP_TOL, certify
+
+
+class NewtonMaxEnt(Backend):
+    """Damped Newton for :class:`MaxEntProgram`; warm-starts from a previous θ."""
+
+    name = "newton"
+
+    def __init__(self, max_iter: int = 100, gap_tol: float = 1e-12):
+        self.max_iter = max_iter
+        self.gap_tol = gap_tol
+
+    def supports(self, program) -> bool:
+        return isinstance(program, MaxEntProgram)
+
+    def solve(self, program: MaxEntProgram, warm_start: Solution | None = None) -> Solution:
+        if not isinstance(program, MaxEntProgram):
+            raise TypeError(f"newton backend solves maxent programs only, got {type(program).__name__}")
+        start = time.perf_counter()
+        theta = np.zeros(program.dim)
+        if warm_start is not None and warm_start.theta.shape == theta.shape:
+            theta = warm_start.theta.copy()
+        value = program.objective(theta)
+        status = "max_iter"
+        for _ in range(self.max_iter):
+            gap = value - program.dual_objective(program.dual_variables(theta))
+            if gap <= self.gap_tol * max(1.0, abs(value)):
+                status = "converged"
+                break
+            grad = program.gradient(theta)
+            try:
+                step = -cho_solve(cho_factor(program.hessian(theta)), grad)
+            except np.linalg.LinAlgError:
+                raise SolverError("newton: Hessian not positive definite (data overflow?); rescale the embeddings") from None
+            slope = grad @ step
+            t = 1.0
+            while True:
+                candidate = theta + t * step
+                new_value = program.objective(candidate)
+                if new_value <= value + 0.25 * t * slope or t < 1e-12:
+                    break
+                t *= 0.5
+            if new_value > value:  # no progress possible in floating point
+                status = "stalled"
+                break
+            theta, value = candidate, new_value
+        seconds = time.perf_counter() - start
+        duals = program.dual_variables(theta)
+        cert = certify(program, theta, duals, backend=self.name, solver_status=status, solve_seconds=seconds,
+                       gap_tol=GAP_TOL)
+        return Solution(program, theta, duals, cert)

@@ -1,0 +1,139 @@
+"""The reference backend: cvxpy with Clarabel (QP, exponential cone) and HiGHS (LP).
+
+Margins enter as a cvxpy Parameter, so a re-solve after the FA loop edits margins reuses the
+canonicalised problem (cvxpy's DPP cache) instead of rebuilding it. The certificate is computed from
+θ and the constraint duals by :func:`fairl_opt.solvers.certificate.certify`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+
+import cvxpy as cp
+import numpy as np
+
+from fairl_opt.exceptions import SolverError
+from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.solvers.base import Backend, Solution, raise_infeasible
+from fairl_opt.solvers.certificate import certify
+
+CLARABEL_OPTIONS = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)
+HIGHS_OPTIONS = dict(log_to_console=False, output_flag=False)
+
+_SOLVED = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+_INFEASIBLE = (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE)
+
+
+class CvxpyBackend(Backend):
+    """cvxpy reference backend (Clarabel for ``mm-qp`` and ``maxent``, HiGHS for ``mm-lp``)."""
+
+    name = "cvxpy"
+
+    def __init__(self):
+        self._cache = None  # (key, problem, theta_var, margin_param, constraint)
+
+    def supports(self, program) -> bool:
+        return isinstance(program, (MarginProgram, MaxEntProgram))
+
+    def solve(self, program, warm_start: Solution | None = None) -> Solution:
+        if isinstance(program, MarginProgram):
+            return self._solve_margin(program)
+        if isinstance(program, MaxEntProgram):
+            return self._solve_maxent(program)
+        raise TypeError(f"cvxpy backend cannot solve {type(program).__name__}")
+
+    # -- max-margin ------------------------------------------------------------------------------
+    def _margin_problem(self, program: MarginProgram):
+        key = (program.norm, program.C, program.delta.shape)
+        if self._cache is not None and self._cache[0] == key and self._cache[1] is program.delta:
+            return self._cache[2:]
+        n, d = program.delta.shape
+        theta = cp.Variable(d)
+        margins = cp.Parameter(n)
+        delta = np.asarray(program.delta, dtype=np.float64)
+        if program.norm == "l2":
+            reg = 0.5 * cp.sum_squares(theta)
+        else:
+            reg = cp.norm1(theta) if program.norm == "l1" else cp.norm_inf(theta)
+        if program.hard:
+            constraint = delta @ theta >= margins
+            objective = reg
+        else:
+            slack = cp.Variable(n, nonneg=True)
+            constraint = delta @ theta + slack >= margins
+            objective = reg + program.C * cp.sum(slack)
+        problem = cp.Problem(cp.Minimize(objective), [constraint])
+        self._cache = (key, program.delta, problem, theta, margins, constraint)
+        return problem, theta, margins, constraint
+
+    def _solve_margin(self, program: MarginProgram) -> Solution:
+        problem, theta, margins, constraint = self._margin_problem(program)
+        margins.value = program.margins
+        solver = cp.CLARABEL if program.norm == "l2" else cp.HIGHS
+        options = CLARABEL_OPTIONS if solver == cp.CLARABEL else HIGHS_OPTIONS
+        seconds, status = _run(problem, solver, options)
+        if status in _INFEASIBLE and program.hard:
+            raise_infeasible(program, status)
+        if status not in _SOLVED or theta.value is None:
+            raise SolverError(
+                f"{solver} returned status {status!r} on {program.kind} "
+                f"({'hard' if program.hard else 'soft'} margin, n={program.n_pairs}, d={program.dim}); "
+                "try a soft margin, rescaling the embeddings, or another backend",
+                status=status,
+            )
+        duals = np.asarray(constraint.dual_value, dtype=np.float64)
+        theta_value = np.asarray(theta.value, dtype=np.float64)
+        cert = certify(program, theta_value, duals, backend=self.name, solver_status=status, solve_seconds=seconds)
+        return Solution(program, theta_value, duals, cert)
+
+    # -- maxent ----------------------------------------------------------------------------------
+    def _solve_maxent(self, program: MaxEntProgram) -> Solution:
+        d = program.dim
+        theta = cp.Variable(d)
+        scaled = np.asarray(program.delta, dtype=np.float64) / program.temperatures[:, None]
+        shift = program.offsets / program.temperatures
+        loss = cp.sum(cp.multiply(program.weights, cp.logistic(-(scaled @ theta + shift))))
+        problem = cp.Problem(cp.Minimize(loss + 0.5 * program.reg * cp.sum_squares(theta)))
+        seconds, status = _run(problem, cp.CLARABEL, CLARABEL_OPTIONS)
+        if status not in _SOLVED or theta.value is None:
+            raise SolverError(
+                f"Clarabel returned status {status!r} on maxent (n={program.n_pairs}, d={d}); "
+                "try backend='newton' or a larger reg",
+                status=status,
+            )
+        theta_value = np.asarray(theta.value, dtype=np.float64)
+        duals = program.dual_variables(theta_value)
+        cert = certify(program, theta_value, duals, backend=self.name, solver_status=status, solve_seconds=seconds)
+        return Solution(program, theta_value, duals, cert)
+
+
+def _run(problem: cp.Problem, solver: str, options: dict) -> tuple[float, str]:
+    quiet = _stdout_silenced() if solver == cp.HIGHS else contextlib.nullcontext()
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings(), quiet:
+            warnings.simplefilter("ignore")  # cvxpy warns on inaccurate solutions; the certificate says it
+            problem.solve(solver=solver, verbose=False, **options)
+    except cp.error.SolverError as exc:
+        raise SolverError(f"{solver} failed inside cvxpy: {exc}; try another backend or rescale the data") from None
+    return time.perf_counter() - start, problem.status
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Silence file descriptor 1: HiGHS prints a banner from C on first use, which would corrupt
+    JSON written to stdout by the CLI."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
