@@ -7,6 +7,7 @@ explains the pair when ``delta[i] @ theta > 0``.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,9 @@ NPZ_KEYS = ("chosen", "rejected", "kinds", "prompt_ids")
 
 def _as_float_matrix(name: str, value, dtype) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=dtype)
+        # A copy: freezing the caller's own array (or sharing memory with it, so that a later write
+        # could bypass validation and stale the cached delta) would be a side effect.
+        arr = np.array(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be a numeric array: {exc}") from None
     if arr.ndim != 2:
@@ -151,7 +154,8 @@ class PreferencePairs:
                 )
             if not np.issubdtype(prompt_ids.dtype, np.integer):
                 try:
-                    as_int = prompt_ids.astype(np.int64)
+                    with np.errstate(invalid="ignore"):  # NaN/inf ids: reported below, not warned
+                        as_int = prompt_ids.astype(np.int64)
                 except (TypeError, ValueError):
                     raise DataError("prompt_ids must be integers") from None
                 if not np.array_equal(as_int, prompt_ids):
@@ -301,6 +305,8 @@ def load_npz(path, duplicates: str = "error", dtype=np.float64):
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):  # else np.load reports any non-npz file as "pickled data"
+        raise DataError(f"{path}: not a .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -62,6 +62,11 @@ def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[li
     delta = np.asarray(delta, dtype=np.float64)
     margins = np.asarray(margins, dtype=np.float64)
     n, d = delta.shape
+    pair = _opposite_pair(delta, margins)
+    if pair is not None:
+        (i, j), y = pair
+        names = (i, j) if rows is None else (int(rows[i]), int(rows[j]))
+        return [int(names[0]), int(names[1])], y
     a_eq = np.vstack([delta.T, margins[None, :]])
     b_eq = np.zeros(d + 1)
     b_eq[-1] = 1.0
@@ -72,6 +77,22 @@ def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[li
     support = np.flatnonzero(y > 1e-9 * max(1.0, y.max()))
     names = support if rows is None else np.asarray(rows)[support]
     return [int(i) for i in names], y[support]
+
+
+def _opposite_pair(delta, margins):
+    """Two pairs with anti-parallel rows Δ_j = −cΔ_i (c > 0) and c·m_i + m_j > 0: the simplest
+    conflict (e.g. the same two completions preferred both ways). Found by hashing unit rows."""
+    norms = np.linalg.norm(delta, axis=1)
+    units = np.round(delta / np.where(norms > 0, norms, 1.0)[:, None], 10) + 0.0
+    seen = {}
+    for j, u in enumerate(units):
+        i = seen.get((-u + 0.0).tobytes())
+        if i is not None:
+            c = norms[j] / norms[i]
+            if c * margins[i] + margins[j] > 0:
+                return (i, j), np.array([c, 1.0])
+        seen.setdefault(u.tobytes(), j)
+    return None
 
 
 def raise_infeasible(program: MarginProgram, solver_status: str) -> None:

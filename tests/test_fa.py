@@ -1,0 +1,203 @@
+"""The failure-aware loop: witnesses, back-off, termination, and final answers against sklearn/cvxpy."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from fairl_opt.exceptions import DataError
+from fairl_opt.fa import Tightening, run_fa
+from fairl_opt.failures import FailureRule, detect_failures, fold_indices, normalised_margins
+from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.solvers import CvxpyBackend, NewtonMaxEnt, solve
+from tests.test_solvers import logreg_reference, random_delta, svc_reference
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def separable(seed, n=40, d=6):
+    delta = random_delta(seed, n=n, d=d, shift=2.0)
+    direction = solve(MaxEntProgram(delta, reg=1.0), "newton").theta
+    return delta[delta @ direction > 0.2]
+
+
+def test_detect_failures_curriculum_order():
+    margins = np.array([0.5, -0.2, 0.05, -1.0, 0.01, 0.0, 2.0])
+    failures = detect_failures(margins, threshold=0.1)
+    assert failures.misclassified.tolist() == [3, 1, 5]  # most negative first; 0 counts as an error
+    assert failures.near_ties.tolist() == [4, 2]
+    assert failures.indices.tolist() == [3, 1, 5, 4, 2]
+
+
+def test_normalised_margins_scale_free():
+    delta = random_delta(0)
+    theta = np.arange(6.0)
+    assert np.allclose(normalised_margins(delta, theta), normalised_margins(delta, 7.0 * theta))
+
+
+def test_quantile_rule_resolves_to_threshold():
+    margins = np.linspace(-1, 1, 21)
+    rule = FailureRule(near_tie_quantile=0.5)
+    positive = margins[margins > 0]
+    assert rule.resolve_threshold(margins) == pytest.approx(np.quantile(positive, 0.5))
+    with pytest.raises(DataError, match="not both"):
+        FailureRule(near_tie_threshold=0.1, near_tie_quantile=0.1)
+    with pytest.raises(DataError, match="oof_folds"):
+        FailureRule(oof_folds=1)
+
+
+def test_folds_keep_groups_together():
+    groups = np.repeat(np.arange(10), 3)
+    folds = fold_indices(30, 5, groups, seed=1)
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(30))
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hard_margin_rounds_have_witnesses_and_growing_objective(seed):
+    delta = separable(seed)
+    result = run_fa(MarginProgram(delta), "cvxpy", rule=FailureRule(near_tie_quantile=0.2, oof_folds=4),
+                    max_rounds=4)
+    history = result.history
+    assert len(history) >= 2
+    for previous, current in zip(history, history[1:]):
+        # the feasible set shrank, so the minimum of ½‖θ‖² cannot drop
+        assert current.objective >= previous.objective - 1e-7
+    witnessed = [h for h in history[1:] if h.witness_pair is not None]
+    assert witnessed, "no round recorded a witness"
+    thetas = [result.base_solution.theta]
+    margins = np.ones(len(delta))
+    for h in history[1:]:
+        margins[h.changed] += h.step
+        theta_now = solve(MarginProgram(delta, margins.copy()), "cvxpy").theta  # independent re-solve
+        if h.witness_pair is not None:
+            j = h.witness_pair
+            assert j in h.changed
+            assert delta[j] @ thetas[-1] < margins[j] - 1e-9  # the previous θ violates the new constraint
+            assert margins[j] - delta[j] @ thetas[-1] == pytest.approx(h.witness_violation, abs=1e-6)
+        thetas.append(theta_now)
+    assert np.allclose(thetas[-1], result.theta, atol=1e-6)
+    assert np.allclose(result.required_margins, margins)
+
+
+def test_each_pair_tightened_once_and_margins_recorded():
+    delta = random_delta(1, shift=0.8)
+    step = 0.7
+    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=FailureRule(near_tie_quantile=0.2),
+                    tightening=Tightening(margin_step=step), max_rounds=6)
+    changed = [j for h in result.history[1:] for j in h.changed]
+    assert len(changed) == len(set(changed))
+    assert sorted(changed) == result.tightened.tolist()
+    expected = np.ones(len(delta))
+    expected[result.tightened] += step
+    assert np.allclose(result.required_margins, expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_soft_margin_fa_final_matches_weighted_linearsvc(seed):
+    delta = random_delta(seed, shift=0.8)
+    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=FailureRule(near_tie_quantile=0.1, oof_folds=3),
+                    max_rounds=3)
+    assert result.tightened.size > 0
+    reference = svc_reference(delta, 1.0, result.required_margins)
+    assert np.allclose(result.theta, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_maxent_fa_newton_matches_cvxpy_and_sklearn_every_round(seed):
+    delta = random_delta(seed, shift=0.5)
+    program = MaxEntProgram(delta, reg=0.3)
+    options = dict(rule=FailureRule(near_tie_quantile=0.1, oof_folds=3), max_rounds=3,
+                   tightening=Tightening(upweight=3.0, sharpen=0.5))
+    fast = run_fa(program, NewtonMaxEnt(), **options)
+    reference = run_fa(program, CvxpyBackend(), **options)
+    assert [h.changed for h in fast.history] == [h.changed for h in reference.history]
+    for a, b in zip(fast.history, reference.history):
+        assert a.objective == pytest.approx(b.objective, rel=1e-7)
+    assert np.allclose(fast.theta, reference.theta, atol=1e-5)
+    sk = logreg_reference(delta, 0.3, fast.weights, fast.temperatures)
+    assert np.allclose(fast.theta, sk, atol=1e-5)
+    changed = fast.tightened
+    assert np.allclose(fast.weights[changed], 3.0) and np.allclose(fast.temperatures[changed], 0.5)
+
+
+def test_uniform_failure_set_is_refused():
+    delta = separable(2)
+    result = run_fa(MarginProgram(delta), "cvxpy", rule=FailureRule(near_tie_threshold=1e9), max_rounds=3)
+    assert "rescales" in result.stop_reason
+    assert result.tightened.size == 0
+    assert np.allclose(result.theta, result.base_solution.theta)
+
+
+def test_infeasible_tightening_backs_off_to_lp_optimum():
+    # θ₁ ≥ 1 (pair 0) and −θ₁ ≥ −3 (pair 1, m = −3): pair 1 is "misclassified" (Δθ ≤ 0) and is
+    # tightened first; −θ₁ ≥ −3 + 5 contradicts θ₁ ≥ 1. The largest admissible step is 2.
+    delta = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.3, 1.0]])
+    program = MarginProgram(delta, np.array([1.0, -3.0, 1.0, 1.0]))
+    result = run_fa(program, "cvxpy", rule=FailureRule(near_tie_threshold=0.0),
+                    tightening=Tightening(margin_step=5.0, backoff=0.99), max_rounds=1)
+    first = result.history[1]
+    assert first.changed == [1]
+    assert first.step == pytest.approx(0.99 * 2.0, rel=1e-6)
+    assert "backed off" in first.note
+    assert result.required_margins[1] == pytest.approx(-3.0 + 1.98, rel=1e-6)
+    assert result.solution.certificate.optimal
+    assert result.theta[0] <= 3.0 - 1.98 + 1e-6 and result.theta[0] >= 1.0 - 1e-6
+
+
+def test_curriculum_tightens_clear_errors_first():
+    delta = random_delta(4, shift=0.6)
+    rule = FailureRule(near_tie_quantile=0.3)
+    curriculum = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=rule, max_rounds=1, curriculum=True)
+    base = curriculum.base_solution.theta
+    misclassified = set(np.flatnonzero(delta @ base <= 0).tolist())
+    assert misclassified, "test needs a non-separable problem"
+    assert set(curriculum.history[1].changed) == misclassified
+    everything = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=rule, max_rounds=1, curriculum=False)
+    assert set(everything.history[1].changed) > misclassified
+
+
+def test_dual_path_equals_single_program():
+    """θ_b + θ_c from the correction equals argmin ½‖θ − θ_b‖² s.t. Δ_S θ ≥ m_S (one QP, cvxpy here)."""
+    delta = separable(5)
+    result = run_fa(MarginProgram(delta), "cvxpy", rule=FailureRule(near_tie_quantile=0.2), max_rounds=2,
+                    dual_path=True)
+    S = result.tightened
+    assert S.size > 0
+    theta_b = result.base_solution.theta
+    theta = cp.Variable(delta.shape[1])
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(theta - theta_b)),
+                         [delta[S] @ theta >= result.required_margins[S]])
+    problem.solve(solver=cp.CLARABEL)
+    assert np.allclose(result.theta, theta.value, atol=1e-5)
+
+
+def test_dual_path_maxent_correction_uses_offsets():
+    delta = random_delta(6, shift=0.5)
+    result = run_fa(MaxEntProgram(delta, reg=0.5), "newton", rule=FailureRule(near_tie_quantile=0.2),
+                    max_rounds=2, dual_path=True, correction_penalty=2.0)
+    S = result.tightened
+    theta_b = result.base_solution.theta
+    correction = result.theta - theta_b
+    check = MaxEntProgram(delta[S], 2.0, result.weights[S], result.temperatures[S], delta[S] @ theta_b)
+    reference = solve(check, "cvxpy").theta
+    assert np.allclose(correction, reference, atol=1e-5)
+
+
+def test_loop_terminates_within_n_rounds():
+    delta = random_delta(8, n=12, d=3, shift=0.5)
+    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=FailureRule(near_tie_quantile=0.5),
+                    max_rounds=100)
+    assert len(result.history) - 1 <= 12
+    assert result.stop_reason != "round limit (100)"
+
+
+def test_bad_options():
+    program = MarginProgram(np.eye(3))
+    with pytest.raises(DataError, match="max_rounds"):
+        run_fa(program, max_rounds=-1)
+    with pytest.raises(DataError, match="margin_step"):
+        Tightening(margin_step=0.0)
+    with pytest.raises(DataError, match="sharpen"):
+        Tightening(sharpen=1.5)

@@ -1,0 +1,321 @@
+"""Backends against independent references: sklearn, scipy's HiGHS, closed forms, weak duality."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+from fairl_opt.exceptions import DataError, InfeasibleError
+from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.solvers import (
+    CvxpyBackend,
+    NewtonMaxEnt,
+    certify,
+    find_conflict,
+    get_backend,
+    max_admissible_tightening,
+    solve,
+)
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def random_delta(seed, n=40, d=6, shift=1.5):
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=d)
+    direction /= np.linalg.norm(direction)
+    return rng.normal(size=(n, d)) + shift * direction
+
+
+def svc_reference(delta, C, margins=None, sample_weight=None):
+    """Soft-margin QP through sklearn's LinearSVC (hinge, no intercept).
+
+    The QP's hinge terms C·max(0, m_i − Δ_iθ) = C·m_i·max(0, 1 − (Δ_i/m_i)θ) for m_i > 0, so rows
+    are divided by m_i and weighted by m_i. sklearn needs two classes: the data are symmetrised as
+    [Δ; −Δ] with labels [1; −1], which doubles the hinge sum, hence C/2.
+    """
+    margins = np.ones(len(delta)) if margins is None else margins
+    rows = delta / margins[:, None]
+    weight = margins if sample_weight is None else sample_weight * margins
+    X = np.vstack([rows, -rows])
+    y = np.r_[np.ones(len(rows)), -np.ones(len(rows))]
+    svc = LinearSVC(loss="hinge", fit_intercept=False, C=C / 2, tol=1e-12, max_iter=10**6, dual=True)
+    svc.fit(X, y, sample_weight=np.r_[weight, weight])
+    return svc.coef_.ravel()
+
+
+def logreg_reference(delta, reg, weights=None, temperatures=None):
+    """MaxEnt through sklearn LogisticRegression: Σ w ℓ + (λ/2)‖θ‖² ⇔ C Σ w ℓ + ½‖θ‖² with C = 1/λ,
+    halved again for the symmetrised two-class data."""
+    n = len(delta)
+    weights = np.ones(n) if weights is None else weights
+    temperatures = np.ones(n) if temperatures is None else temperatures
+    rows = delta / temperatures[:, None]
+    X = np.vstack([rows, -rows])
+    y = np.r_[np.ones(n), np.zeros(n)]
+    model = LogisticRegression(C=1.0 / (2 * reg), fit_intercept=False, tol=1e-12, max_iter=10**5)
+    model.fit(X, y, sample_weight=np.r_[weights, weights])
+    return model.coef_.ravel()
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("C", [0.1, 1.0])
+def test_soft_qp_matches_linearsvc(seed, C):
+    delta = random_delta(seed, shift=0.8)
+    solution = solve(MarginProgram(delta, C=C), "cvxpy")
+    reference = svc_reference(delta, C)
+    assert solution.certificate.optimal
+    assert np.allclose(solution.theta, reference, atol=1e-4 * max(1, np.abs(reference).max()))
+    program = solution.program
+    assert program.objective(solution.theta) <= program.objective(reference) + 1e-7
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_soft_qp_with_margins_matches_weighted_linearsvc(seed):
+    delta = random_delta(seed, shift=0.8)
+    margins = np.random.default_rng(seed + 100).uniform(0.5, 2.0, size=len(delta))
+    solution = solve(MarginProgram(delta, margins, C=1.0), "cvxpy")
+    reference = svc_reference(delta, 1.0, margins)
+    assert np.allclose(solution.theta, reference, atol=1e-4)
+
+
+def test_hard_qp_single_pair_closed_form():
+    # min ½‖θ‖² s.t. Δθ ≥ m has θ = m Δ / ‖Δ‖²
+    delta = np.array([[3.0, 4.0]])
+    solution = solve(MarginProgram(delta, 2.0), "cvxpy")
+    assert np.allclose(solution.theta, 2.0 * delta[0] / 25.0, atol=1e-8)
+    assert solution.objective == pytest.approx(0.5 * 4.0 / 25.0, rel=1e-8)
+    assert solution.certificate.relative_gap < 1e-8
+
+
+def test_hard_qp_orthogonal_pairs_closed_form():
+    delta = np.diag([2.0, 0.5, 1.0])
+    solution = solve(MarginProgram(delta), "cvxpy")
+    assert np.allclose(solution.theta, [0.5, 2.0, 1.0], atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hard_qp_equals_soft_qp_with_huge_C(seed):
+    delta = random_delta(seed, n=30, d=8, shift=4.0)
+    hard = solve(MarginProgram(delta), "cvxpy")
+    reference = svc_reference(delta, 1e4)
+    assert np.allclose(hard.theta, reference, atol=1e-3)
+
+
+def test_lp_l1_single_pair_closed_form():
+    # min ‖θ‖₁ s.t. Δθ ≥ m: all weight on the largest |Δ_k|, θ_k = m / Δ_k
+    delta = np.array([[1.0, -4.0, 2.0]])
+    solution = solve(MarginProgram(delta, norm="l1"), "cvxpy")
+    assert np.allclose(solution.theta, [0.0, -0.25, 0.0], atol=1e-9)
+
+
+def test_lp_linf_single_pair_closed_form():
+    # min ‖θ‖_∞ s.t. Δθ ≥ m: θ = m sign(Δ) / ‖Δ‖₁
+    delta = np.array([[1.0, -4.0, 2.0]])
+    solution = solve(MarginProgram(delta, norm="linf"), "cvxpy")
+    assert np.allclose(solution.theta, np.sign(delta[0]) / 7.0, atol=1e-9)
+
+
+def linprog_l1(delta, margins, C=None):
+    """Independent l1 LP: θ = u − v, u, v ≥ 0, solved by scipy's bundled HiGHS."""
+    n, d = delta.shape
+    if C is None:
+        c = np.ones(2 * d)
+        a_ub = np.hstack([-delta, delta])
+        bounds = [(0, None)] * (2 * d)
+    else:
+        c = np.r_[np.ones(2 * d), C * np.ones(n)]
+        a_ub = np.hstack([-delta, delta, -np.eye(n)])
+        bounds = [(0, None)] * (2 * d + n)
+    res = linprog(c, A_ub=a_ub, b_ub=-margins, bounds=bounds, method="highs")
+    assert res.status == 0
+    return res.fun
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("C", [None, 0.3])
+def test_l1_lp_objective_matches_scipy(seed, C):
+    delta = random_delta(seed, shift=3.0 if C is None else 0.8)
+    margins = np.ones(len(delta))
+    solution = solve(MarginProgram(delta, margins, "l1", C), "cvxpy")
+    assert solution.certificate.optimal
+    assert solution.objective == pytest.approx(linprog_l1(delta, margins, C), rel=1e-7, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_maxent_newton_matches_cvxpy_and_sklearn(seed):
+    delta = random_delta(seed, shift=0.7)
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0.5, 3.0, len(delta))
+    temperatures = rng.uniform(0.3, 1.5, len(delta))
+    program = MaxEntProgram(delta, reg=0.2, weights=weights, temperatures=temperatures)
+    newton = solve(program, "newton")
+    reference = solve(program, "cvxpy")
+    sk = logreg_reference(delta, 0.2, weights, temperatures)
+    assert newton.certificate.optimal and newton.certificate.relative_gap < 1e-10
+    assert newton.certificate.gradient_bound < 1e-12
+    assert np.allclose(newton.theta, sk, atol=1e-5)
+    assert np.allclose(newton.theta, reference.theta, atol=1e-5)
+    assert newton.objective <= reference.objective + 1e-9
+
+
+def test_maxent_offsets_shift_the_scores():
+    delta = random_delta(3, n=20, d=3)
+    offsets = np.linspace(-1, 1, 20)
+    solution = solve(MaxEntProgram(delta, reg=0.5, offsets=offsets), "newton")
+    reference = solve(MaxEntProgram(delta, reg=0.5, offsets=offsets), "cvxpy")
+    assert np.allclose(solution.theta, reference.theta, atol=1e-5)
+    plain = solve(MaxEntProgram(delta, reg=0.5), "newton")
+    assert not np.allclose(solution.theta, plain.theta, atol=1e-3)
+
+
+def test_maxent_zero_data_closed_form():
+    # with Δ orthogonal to nothing (a single zero-information column): θ* solves λθ = Σ σ(−Δθ)Δ
+    delta = np.array([[1.0]])
+    solution = solve(MaxEntProgram(delta, reg=1.0), "newton")
+    theta = solution.theta[0]
+    assert theta == pytest.approx(1.0 / (1.0 + np.exp(theta)), abs=1e-12)
+
+
+@given(seed=st.integers(0, 10**6), scale=st.floats(0.01, 10.0))
+def test_weak_duality_any_multipliers(seed, scale):
+    """D(α) ≤ P(θ*) for arbitrary α: the certificate's lower bound never overshoots."""
+    delta = random_delta(seed % 1000, n=15, d=4, shift=2.0)
+    rng = np.random.default_rng(seed)
+    for program in (
+        MarginProgram(delta, C=1.0),
+        MarginProgram(delta, norm="l1", C=0.5),
+        MarginProgram(delta, norm="linf", C=0.5),
+        MaxEntProgram(delta, reg=0.3),
+    ):
+        optimum = solve(program, "cvxpy" if isinstance(program, MarginProgram) else "newton").objective
+        multipliers = scale * rng.exponential(size=15)
+        if isinstance(program, MaxEntProgram):
+            multipliers = rng.uniform(0, 1, 15)
+        assert program.dual_objective(multipliers) <= optimum + 1e-7 * max(1, abs(optimum))
+
+
+def test_certificate_flags_a_wrong_answer():
+    delta = random_delta(0)
+    program = MarginProgram(delta, C=1.0)
+    good = solve(program, "cvxpy")
+    bad = certify(program, good.theta * 1.2, good.duals, backend="test", solver_status="?", solve_seconds=0)
+    assert good.certificate.optimal
+    assert bad.status == "inaccurate" and bad.relative_gap > 1e-4
+    hard = MarginProgram(delta[:5] + 5.0)
+    sol = solve(hard, "cvxpy")
+    shrunk = certify(hard, sol.theta * 0.5, sol.duals, backend="test", solver_status="?", solve_seconds=0)
+    assert shrunk.max_violation > 0.1 and not shrunk.optimal
+
+
+def test_infeasible_hard_margin_names_conflicting_pairs():
+    rng = np.random.default_rng(1)
+    delta = rng.normal(size=(8, 3)) + [3.0, 0, 0]
+    delta[5] = -delta[2]  # pair 5 contradicts pair 2
+    with pytest.raises(InfeasibleError, match=r"pairs .*2.*5|pairs .*5.*2") as info:
+        solve(MarginProgram(delta), "cvxpy")
+    assert set(info.value.conflicting_pairs) == {2, 5}
+    soft = solve(MarginProgram(delta, C=1.0), "cvxpy")
+    assert soft.certificate.optimal
+
+
+def test_farkas_certificate_is_valid():
+    rng = np.random.default_rng(2)
+    delta = rng.normal(size=(6, 2))
+    delta[3] = -(delta[0] + delta[1])  # a three-way cycle
+    pairs, y = find_conflict(delta, np.ones(6))
+    full = np.zeros(6)
+    full[pairs] = y
+    assert np.allclose(delta.T @ full, 0, atol=1e-8)
+    assert full @ np.ones(6) > 0 and (full >= 0).all()
+    assert find_conflict(delta[:3], np.ones(3)) is None
+
+
+def test_max_admissible_tightening_closed_form():
+    # θ₁ ≥ 1 + t and θ₁ ≤ 3 ⇒ t* = 2; the other coordinate is free
+    delta = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    margins = np.array([1.0, -3.0, 1.0])
+    assert max_admissible_tightening(delta, margins, [0]) == pytest.approx(2.0)
+    assert max_admissible_tightening(delta, margins, [0], upper=0.5) == pytest.approx(0.5)
+    # pair 2 alone can be tightened without bound
+    assert max_admissible_tightening(delta, margins, [2]) == np.inf
+
+
+def test_uniform_tightening_only_rescales():
+    """Scaling every margin by c scales the max-margin solution by c (why FA tightens a subset)."""
+    delta = random_delta(4, shift=3.0)
+    base = solve(MarginProgram(delta), "cvxpy").theta
+    scaled = solve(MarginProgram(delta, 2.5), "cvxpy").theta
+    assert np.allclose(scaled, 2.5 * base, atol=1e-6)
+
+
+def test_reference_cache_reused_and_correct_after_margin_edit():
+    delta = random_delta(5, shift=3.0)
+    backend = CvxpyBackend()
+    program = MarginProgram(delta)
+    first = backend.solve(program)
+    problem = backend._cache[2]
+    margins = np.ones(len(delta))
+    margins[:3] = 2.0
+    second = backend.solve(program.with_margins(margins))
+    assert backend._cache[2] is problem  # canonicalised problem re-used
+    fresh = CvxpyBackend().solve(program.with_margins(margins))
+    assert np.allclose(second.theta, fresh.theta, atol=1e-8)
+    assert not np.allclose(first.theta, second.theta, atol=1e-4)
+
+
+def test_backend_selection_errors():
+    program = MarginProgram(np.eye(2))
+    assert get_backend("auto", program).name == "cvxpy"
+    assert get_backend("auto", MaxEntProgram(np.eye(2))).name == "newton"
+    with pytest.raises(DataError, match="backend"):
+        get_backend("gurobi", program)
+    with pytest.raises(DataError, match="newton"):
+        get_backend("newton", program)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(delta=np.array([[np.nan, 1.0]])), "pair 0"),
+        (dict(delta=np.ones(3)), "2-D"),
+        (dict(delta=np.ones((2, 2)), margins=[1.0, np.inf]), r"margins\[1\]"),
+        (dict(delta=np.ones((2, 2)), margins=[1.0]), "one entry per pair"),
+        (dict(delta=np.ones((2, 2)), C=-1.0), "C must be positive"),
+        (dict(delta=np.ones((2, 2)), norm="l3"), "norm"),
+    ],
+)
+def test_margin_program_validation(kwargs, match):
+    with pytest.raises(DataError, match=match):
+        MarginProgram(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(reg=0.0), "reg"),
+        (dict(reg=1.0, weights=[1.0, -1.0]), r"weights\[1\]"),
+        (dict(reg=1.0, temperatures=[0.0, 1.0]), r"temperatures\[0\]"),
+    ],
+)
+def test_maxent_program_validation(kwargs, match):
+    with pytest.raises(DataError, match=match):
+        MaxEntProgram(np.ones((2, 2)), **kwargs)
+
+
+def test_newton_warm_start_converges_faster():
+    delta = random_delta(7, n=200, d=10, shift=0.5)
+    program = MaxEntProgram(delta, reg=0.05)
+    backend = NewtonMaxEnt()
+    cold = backend.solve(program)
+    weights = np.ones(200)
+    weights[:10] = 2.0
+    edited = program.with_weights(weights)
+    warm = backend.solve(edited, warm_start=cold)
+    reference = NewtonMaxEnt().solve(edited)
+    assert warm.certificate.optimal
+    assert np.allclose(warm.theta, reference.theta, atol=1e-8)
