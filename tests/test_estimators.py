@@ -1,0 +1,112 @@
+"""Estimators, the demo, and the README's quick-starts as written."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fairl_opt import PreferencePairs
+from fairl_opt.demo import METHODS, format_table, run_demo
+from fairl_opt.estimators import FailureAwareReward, MaxEntReward, MaxMarginReward, make_estimator
+from fairl_opt.exceptions import DataError
+from fairl_opt.simulate import simulate
+from tests.test_solvers import logreg_reference, svc_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return simulate(n_pairs=120, dim=6, regime="isotropic", seed=3)
+
+
+def test_maxmargin_estimator_matches_linearsvc(problem):
+    model = MaxMarginReward(margin="soft", C=0.5).fit(problem.pairs)
+    assert model.certificate_.optimal and model.history_ == []
+    reference = svc_reference(problem.pairs.delta, 0.5)
+    assert np.allclose(model.theta_, reference, atol=1e-4)
+    assert model.score(problem.pairs) == pytest.approx(np.mean(problem.pairs.delta @ reference > 0))
+    assert np.allclose(model.reward(problem.eval_features), problem.eval_features @ model.theta_)
+
+
+def test_maxent_estimator_matches_logistic_regression(problem):
+    model = MaxEntReward(reg=2.0).fit(problem.pairs)
+    assert np.allclose(model.theta_, logreg_reference(problem.pairs.delta, 2.0), atol=1e-5)
+
+
+def test_fa_estimator_state(problem):
+    model = FailureAwareReward(MaxMarginReward(margin="soft"), oof_folds=3, max_rounds=2).fit(problem.pairs)
+    assert model.history_[0]["round"] == 0 and len(model.history_) >= 2
+    assert model.required_margins_.shape == (problem.pairs.n_pairs,)
+    assert set(np.flatnonzero(model.required_margins_ != 1.0)) == set(model.tightened_.tolist())
+    assert model.weights_ is None
+    maxent = FailureAwareReward(MaxEntReward(), oof_folds=0, max_rounds=2).fit(problem.pairs)
+    assert maxent.required_margins_ is None and maxent.weights_.max() == 2.0
+
+
+def test_estimator_errors(problem):
+    with pytest.raises(DataError, match="not fitted"):
+        MaxMarginReward().reward(np.ones((2, 6)))
+    with pytest.raises(DataError, match="PreferencePairs"):
+        MaxMarginReward().fit(np.ones((3, 2)))
+    with pytest.raises(DataError, match="margin must be"):
+        MaxMarginReward(margin="medium").fit(problem.pairs)
+    model = MaxEntReward().fit(problem.pairs)
+    with pytest.raises(DataError, match=r"shape \(m, 6\)"):
+        model.reward(np.ones((2, 5)))
+    with pytest.raises(DataError, match="method must be"):
+        make_estimator("svm")
+
+
+def test_fit_rejects_uncertified_answer(problem, monkeypatch):
+    from fairl_opt.exceptions import SolverError
+    from fairl_opt.solvers import certificate as certificate_module
+
+    original = certificate_module.certify
+
+    def broken(*args, **kwargs):
+        return original(*args, **{**kwargs, "gap_tol": -1.0})  # no gap can pass
+
+    monkeypatch.setattr("fairl_opt.solvers.reference.certify", broken)
+    with pytest.raises(SolverError, match="did not certify"):
+        MaxMarginReward(margin="soft").fit(problem.pairs)
+
+
+def test_demo_small_run_reports_every_method():
+    rows = run_demo(regimes=("isotropic", "detox"), seeds=(0, 1), n_pairs=80, dim=5)
+    assert {r.method for r in rows} == set(METHODS)
+    assert len(rows) == 2 * 2 * len(METHODS)
+    for row in rows:
+        assert 0.0 <= row.heldout_pair_accuracy <= 1.0 and 0.0 <= row.starc <= 2.0
+        if not row.method.startswith("fa-"):
+            assert row.rounds == 0
+    table = format_table(rows)
+    assert "FA − standard" in table and "fa-maxent" in table
+
+
+def _readme_block(language):
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_python_quickstart_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_readme_block("python")[0], "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith("optimal")
+    assert "cosine to the true reward" in out
+
+
+def test_readme_cli_quickstart_runs(tmp_path):
+    commands = [line for line in _readme_block("bash")[1].splitlines() if line.strip()]
+    assert commands and all(c.startswith("fairl ") for c in commands)
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+    assert (tmp_path / "result.json").exists()
+    assert PreferencePairs.load(tmp_path / "pairs.npz").n_pairs == 300
