@@ -1,7 +1,7 @@
 """The ``fairl`` command: simulate, solve, demo.
 
-Errors exit with status 2 and one line on stderr naming the problem (and the pair where there is
-one); JSON goes to stdout or ``--out``.
+Errors exit with status 2 (3 for an infeasible hard margin) and one line on stderr naming the problem
+(and the pair where there is one); JSON goes to stdout or ``--out``.
 """
 
 from __future__ import annotations

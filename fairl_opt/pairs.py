@@ -54,10 +54,10 @@ def normalise_kinds(kinds, n: int) -> np.ndarray | None:
     if arr.ndim != 1 or arr.shape[0] != n:
         raise DataError(f"kinds must be 1-D with one label per pair ({n}), got shape {arr.shape}")
     out = np.empty(n, dtype="<U6")
-    for i, k in enumerate(arr.tolist()):
-        k = _KIND_ALIASES.get(str(k), str(k))
+    for i, raw in enumerate(arr.tolist()):  # Python objects: messages show 'x', not np.str_('x')
+        k = _KIND_ALIASES.get(str(raw), str(raw))
         if k not in KINDS:
-            raise DataError(f"kinds[{i}] = {arr[i]!r} (pair {i}) is not one of {', '.join(KINDS)}")
+            raise DataError(f"kinds[{i}] = {raw!r} (pair {i}) is not one of {', '.join(KINDS)}")
         out[i] = k
     return out
 
@@ -125,7 +125,8 @@ class PreferencePairs:
                     f"pair {row}: {name}[{row}, {col}] is {arr[row, col]} (NaN/inf not allowed)"
                 )
         n = chosen.shape[0]
-        delta = chosen - rejected
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+            delta = chosen - rejected
         if not np.isfinite(delta).all():
             row = _first_nonfinite_row(delta)
             raise DataError(f"pair {row}: chosen - rejected overflows (values too large)")
@@ -160,7 +161,7 @@ class PreferencePairs:
                     raise DataError("prompt_ids must be integers") from None
                 if not np.array_equal(as_int, prompt_ids):
                     bad = int(np.flatnonzero(as_int != prompt_ids)[0])
-                    raise DataError(f"prompt_ids[{bad}] = {prompt_ids[bad]!r} is not an integer")
+                    raise DataError(f"prompt_ids[{bad}] = {prompt_ids.tolist()[bad]!r} is not an integer")
                 prompt_ids = as_int
             prompt_ids = prompt_ids.astype(np.int64)
         for name, arr in (("chosen", chosen), ("rejected", rejected), ("delta", delta)):

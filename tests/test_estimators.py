@@ -25,7 +25,7 @@ def problem():
     return simulate(n_pairs=120, dim=6, regime="isotropic", seed=3)
 
 
-def test_maxmargin_estimator_matches_linearsvc(problem):
+def test_maxmargin_estimator_matches_libsvm(problem):
     model = MaxMarginReward(margin="soft", C=0.5).fit(problem.pairs)
     assert model.certificate_.optimal and model.history_ == []
     reference = svc_reference(problem.pairs.delta, 0.5)

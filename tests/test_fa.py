@@ -95,7 +95,7 @@ def test_each_pair_tightened_once_and_margins_recorded():
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_soft_margin_fa_final_matches_weighted_linearsvc(seed):
+def test_soft_margin_fa_final_matches_weighted_libsvm(seed):
     delta = random_delta(seed, shift=0.8)
     result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=FailureRule(near_tie_quantile=0.1, oof_folds=3),
                     max_rounds=3)
