@@ -74,7 +74,7 @@ def test_fit_rejects_uncertified_answer(problem, monkeypatch):
 
     monkeypatch.setattr("fairl_opt.solvers.reference.certify", broken)
     with pytest.raises(SolverError, match="did not certify"):
-        MaxMarginReward(margin="soft").fit(problem.pairs)
+        MaxMarginReward(margin="soft", backend="cvxpy").fit(problem.pairs)
 
 
 def test_demo_small_run_reports_every_method():

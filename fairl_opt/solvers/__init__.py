@@ -6,18 +6,24 @@ from fairl_opt.solvers.base import Backend, Solution, find_conflict, max_admissi
 from fairl_opt.solvers.certificate import Certificate, certify
 from fairl_opt.solvers.newton import NewtonMaxEnt
 from fairl_opt.solvers.reference import CvxpyBackend
+from fairl_opt.solvers.working_set import WorkingSetQP
 
-BACKENDS = {"cvxpy": CvxpyBackend, "newton": NewtonMaxEnt}
+BACKENDS = {"cvxpy": CvxpyBackend, "newton": NewtonMaxEnt, "working-set": WorkingSetQP}
 
 
 def get_backend(name: str, program) -> Backend:
     """A backend instance by name; ``"auto"`` picks the best one for the program.
 
     ``auto``: damped Newton for MaxEnt (certified to a 1e-12 relative gap, far faster than the
-    exponential cone); cvxpy (Clarabel/HiGHS) for the margin programs.
+    exponential cone); working-set interior point for ``mm-qp``; cvxpy + HiGHS for ``mm-lp``.
     """
     if name == "auto":
-        name = "newton" if isinstance(program, MaxEntProgram) else "cvxpy"
+        if isinstance(program, MaxEntProgram):
+            name = "newton"
+        elif isinstance(program, MarginProgram) and program.norm == "l2":
+            name = "working-set"
+        else:
+            name = "cvxpy"
     if name not in BACKENDS:
         raise DataError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}")
     backend = BACKENDS[name]()
@@ -46,4 +52,5 @@ __all__ = [
     "get_backend",
     "max_admissible_tightening",
     "solve",
+    "WorkingSetQP",
 ]

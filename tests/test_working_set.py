@@ -1,0 +1,139 @@
+"""The working-set QP backend against the cvxpy/Clarabel reference on many random problems."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fairl_opt.exceptions import InfeasibleError
+from fairl_opt.fa import run_fa
+from fairl_opt.failures import FailureRule
+from fairl_opt.programs import MarginProgram
+from fairl_opt.solvers import CvxpyBackend, WorkingSetQP, get_backend
+from fairl_opt.solvers.box_qp import solve_box_qp
+from tests.test_solvers import random_delta
+
+
+def agree(program, atol=1e-6):
+    fast = WorkingSetQP(fallback=False).solve(program)
+    reference = CvxpyBackend().solve(program)
+    assert fast.certificate.optimal, fast.certificate
+    assert reference.certificate.optimal
+    scale = max(1.0, abs(reference.objective))
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-7, abs=1e-9 * scale)
+    theta_scale = max(1.0, np.abs(reference.theta).max())
+    assert np.allclose(fast.theta, reference.theta, atol=atol * theta_scale)
+    return fast
+
+
+@given(
+    seed=st.integers(0, 10**6),
+    n=st.integers(2, 60),
+    d=st.integers(1, 30),
+    shift=st.floats(0.0, 3.0),
+    C=st.sampled_from([0.01, 1.0, 100.0]),
+)
+def test_soft_margin_matches_reference(seed, n, d, shift, C):
+    rng = np.random.default_rng(seed)
+    delta = rng.normal(size=(n, d)) + shift
+    agree(MarginProgram(delta, rng.uniform(0.5, 2.0, n), C=C))
+
+
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 40), d=st.integers(1, 30))
+def test_hard_margin_matches_reference(seed, n, d):
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=d)
+    delta = rng.normal(size=(n, d))
+    delta *= np.sign(delta @ direction)[:, None]  # separable through the origin
+    delta = delta[np.abs(delta @ direction) > 1e-3 * np.linalg.norm(direction)]
+    if delta.shape[0] == 0:
+        return
+    agree(MarginProgram(delta))
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1e3])
+def test_badly_scaled_embeddings(scale):
+    delta = random_delta(3, n=80, d=12, shift=0.8) * scale
+    agree(MarginProgram(delta, C=1.0), atol=1e-5)
+    # hard margins scale exactly: θ(sΔ) = θ(Δ)/s, an oracle that needs no reference at bad scales
+    separable = random_delta(3, n=30, d=12, shift=4.0)
+    unscaled = CvxpyBackend().solve(MarginProgram(separable)).theta
+    fast = WorkingSetQP(fallback=False).solve(MarginProgram(separable * scale))
+    assert fast.certificate.optimal
+    assert np.allclose(fast.theta * scale, unscaled, atol=1e-6)
+
+
+def test_extreme_scale_falls_back_to_reference_and_says_so():
+    """Norms 1e6 with C = 1 make the dual box [0, r²C] ~ [0, 1e13]: the interior point cannot
+    certify it, so the backend hands the problem to the reference and marks the status."""
+    program = MarginProgram(random_delta(3, n=80, d=12, shift=0.8) * 1e6, C=1.0)
+    fast = WorkingSetQP().solve(program)
+    reference = CvxpyBackend().solve(program)
+    assert fast.certificate.optimal
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-7)
+    if "fallback" not in fast.certificate.solver_status:
+        assert fast.certificate.solver_status.startswith("working-set")
+
+
+def test_duplicate_rows_and_d_much_larger_than_n():
+    delta = random_delta(4, n=10, d=200, shift=0.5)
+    delta = np.vstack([delta, delta[:4]])  # duplicates: non-unique duals, unique θ
+    agree(MarginProgram(delta, C=1.0))
+    agree(MarginProgram(delta))
+
+
+def test_cutting_planes_on_large_n():
+    """n above the full-set threshold: the working set starts small and grows by violated pairs."""
+    delta = random_delta(5, n=3000, d=8, shift=2.5)
+    backend = WorkingSetQP(full_set_below=500, fallback=False)
+    fast = backend.solve(MarginProgram(delta, C=1.0))
+    reference = CvxpyBackend().solve(MarginProgram(delta, C=1.0))
+    assert backend.last_working_set_size_ < 3000
+    assert fast.certificate.optimal
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-7)
+    assert np.allclose(fast.theta, reference.theta, atol=1e-6)
+
+
+def test_warm_resolve_after_margin_edit_equals_cold():
+    delta = random_delta(6, n=400, d=10, shift=1.0)
+    program = MarginProgram(delta, C=1.0)
+    backend = WorkingSetQP(fallback=False)
+    first = backend.solve(program)
+    margins = program.margins.copy()
+    margins[np.argsort(delta @ first.theta)[:30]] += 0.5
+    warm = backend.solve(program.with_margins(margins))
+    assert backend.last_working_set_size_ < 400  # started from the previous support
+    cold = CvxpyBackend().solve(program.with_margins(margins))
+    assert warm.certificate.optimal
+    assert np.allclose(warm.theta, cold.theta, atol=2e-5)
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-8)
+
+
+def test_infeasible_hard_margin_is_named():
+    delta = random_delta(7, n=20, d=4, shift=3.0)
+    delta[11] = -delta[4]
+    with pytest.raises(InfeasibleError) as info:
+        WorkingSetQP().solve(MarginProgram(delta))
+    assert set(info.value.conflicting_pairs) == {4, 11}
+
+
+def test_fa_rounds_match_reference_backend():
+    delta = random_delta(8, n=150, d=6, shift=0.8)
+    options = dict(rule=FailureRule(near_tie_quantile=0.1, oof_folds=3), max_rounds=3)
+    fast = run_fa(MarginProgram(delta, C=1.0), WorkingSetQP(fallback=False), **options)
+    reference = run_fa(MarginProgram(delta, C=1.0), CvxpyBackend(), **options)
+    assert [h.changed for h in fast.history] == [h.changed for h in reference.history]
+    for a, b in zip(fast.history, reference.history):
+        assert a.objective == pytest.approx(b.objective, rel=1e-7)
+    assert np.allclose(fast.theta, reference.theta, atol=1e-6)
+
+
+def test_auto_picks_working_set_for_qp():
+    assert get_backend("auto", MarginProgram(np.eye(2))).name == "working-set"
+
+
+def test_box_qp_reports_unbounded_dual():
+    delta = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    result = solve_box_qp(delta, np.ones(2), np.inf)
+    assert result.status in ("unbounded", "max_iter", "numerical")
+    assert result.status != "solved"
