@@ -266,7 +266,8 @@ class MaxEntProgram:
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         s = self.scores(theta)
         beta = _sigmoid(-s)  # ∂ℓ/∂s = −σ(−s)
-        return -self.delta.T @ (self.weights * beta / self.temperatures) + self.reg * theta
+        # (not −Δᵀv: the unary minus would copy Δ)
+        return self.reg * theta - self.delta.T @ (self.weights * beta / self.temperatures)
 
     def hessian(self, theta: np.ndarray) -> np.ndarray:
         """Σ w_i σ(s_i)σ(−s_i)/T_i² Δ_iΔ_iᵀ + λI (d × d)."""
