@@ -4,6 +4,7 @@ from fairl_opt.exceptions import DataError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers.base import Backend, Solution, find_conflict, max_admissible_tightening
 from fairl_opt.solvers.certificate import Certificate, certify
+from fairl_opt.solvers.highs_lp import HighsLP
 from fairl_opt.solvers.lbfgs import LbfgsMaxEnt
 from fairl_opt.solvers.newton import NewtonMaxEnt
 from fairl_opt.solvers.reference import CvxpyBackend
@@ -14,6 +15,7 @@ BACKENDS = {
     "newton": NewtonMaxEnt,
     "lbfgs": LbfgsMaxEnt,
     "working-set": WorkingSetQP,
+    "highs": HighsLP,
 }
 
 #: MaxEnt with at most this many features uses Newton (a d×d Hessian is cheap and certifies to
@@ -26,7 +28,7 @@ def get_backend(name: str, program) -> Backend:
 
     ``auto``: damped Newton for MaxEnt with d ≤ :data:`NEWTON_MAX_DIM`, certified L-BFGS above
     (both far faster than the exponential cone); working-set interior point for ``mm-qp``;
-    cvxpy + HiGHS for ``mm-lp``.
+    HiGHS directly (dual LP, cutting planes, hot starts) for ``mm-lp``.
     """
     if name == "auto":
         if isinstance(program, MaxEntProgram):
@@ -34,7 +36,7 @@ def get_backend(name: str, program) -> Backend:
         elif isinstance(program, MarginProgram) and program.norm == "l2":
             name = "working-set"
         else:
-            name = "cvxpy"
+            name = "highs"
     if name not in BACKENDS:
         raise DataError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}")
     backend = BACKENDS[name]()
@@ -65,4 +67,5 @@ __all__ = [
     "solve",
     "WorkingSetQP",
     "LbfgsMaxEnt",
+    "HighsLP",
 ]
