@@ -85,7 +85,8 @@ class WorkingSetQP(Backend):
         self.last_ipm_iterations_ = 0
         for round_ in range(1, self.max_rounds + 1):
             rows = np.flatnonzero(work)
-            result = solve_box_qp(delta[rows], margins[rows], upper)
+            full = rows.size == n  # no row copy when every pair is in the working set
+            result = solve_box_qp(delta if full else delta[rows], margins[rows], upper)
             self.last_ipm_iterations_ += result.iterations
             if result.status == "unbounded":
                 if find_conflict(delta, margins) is not None:
