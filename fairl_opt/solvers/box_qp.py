@@ -4,7 +4,8 @@
 
 Mehrotra predictor–corrector. Each Newton system ``(ΔΔᵀ + D) dα = r`` (D diagonal) is solved by the
 Sherman–Morrison–Woodbury identity through the d×d matrix ``I + Δᵀ D⁻¹ Δ`` (Ferris & Munson, 2002),
-so an iteration costs O(k d²) for k rows and never forms a k×k matrix.
+so an iteration costs O(k d²) for k > d rows and never forms a k×k matrix; for k ≤ d the k×k
+system itself is cheaper and is factored directly.
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def _ipm(delta, r, m, row_sq, upper, gap_tol, max_iter, floor) -> BoxQPResult:
     w = np.ones(k) if finite else np.zeros(k)
     scale = float(np.abs(m).max()) or 1.0
     n_comp = 2 * k if finite else k
-    work = np.empty_like(delta, dtype=np.float64)
+    # Newton systems (Δ̃Δ̃ᵀ + D) dα = r: directly through the k×k kernel when k ≤ d, else by
+    # Woodbury through the d×d matrix I + Δ̃ᵀD⁻¹Δ̃ (never a k×k matrix for k > d).
+    kernel = (delta @ delta.T) / (r * r) if k <= d else None
+    work = np.empty_like(delta, dtype=np.float64) if kernel is None else None
     status = "max_iter"
     best = None
     for iteration in range(1, max_iter + 1):
@@ -101,16 +105,24 @@ def _ipm(delta, r, m, row_sq, upper, gap_tol, max_iter, floor) -> BoxQPResult:
         mu = (float(alpha @ z) + (float(s @ w) if finite else 0.0)) / n_comp
         diag = z / alpha + (w / s if finite else 0.0)
         inv = 1.0 / diag
-        np.multiply(delta, (np.sqrt(inv) / r)[:, None], out=work)
-        gram = work.T @ work
-        gram[np.diag_indices(d)] += 1.0
         try:
-            factor = cho_factor(gram, overwrite_a=True, check_finite=False)
+            if kernel is not None:
+                # k ≤ d: factor the k×k system (Δ̃Δ̃ᵀ + D) directly
+                system = kernel.copy()
+                system[np.diag_indices(k)] += diag
+                factor = cho_factor(system, overwrite_a=True, check_finite=False)
+            else:
+                np.multiply(delta, (np.sqrt(inv) / r)[:, None], out=work)
+                gram = work.T @ work
+                gram[np.diag_indices(d)] += 1.0
+                factor = cho_factor(gram, overwrite_a=True, check_finite=False)
         except LinAlgError:
             status = "numerical"
             break
 
         def newton(rhs):
+            if kernel is not None:
+                return cho_solve(factor, rhs, check_finite=False)
             y = inv * rhs
             return y - inv * (delta @ cho_solve(factor, (delta.T @ y) / r, check_finite=False)) / r
 
