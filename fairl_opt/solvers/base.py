@@ -67,14 +67,31 @@ def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[li
         (i, j), y = pair
         names = (i, j) if rows is None else (int(rows[i]), int(rows[j]))
         return [int(names[0]), int(names[1])], y
-    a_eq = np.vstack([delta.T, margins[None, :]])
+    # Solve on unit rows (Δ_i/‖Δ_i‖, m_i/‖Δ_i‖) so that tiny and huge rows weigh alike, then map
+    # back: y_i = ỹ_i/‖Δ_i‖ is a certificate for the original rows.
+    norms = np.linalg.norm(delta, axis=1)
+    if (norms == 0).any():
+        zero = np.flatnonzero((norms == 0) & (margins > 0))
+        if zero.size:  # 0·θ ≥ m_i > 0 is a conflict on its own
+            i = int(zero[0])
+            return [i if rows is None else int(rows[i])], np.array([1.0 / margins[i]])
+        norms = np.where(norms == 0, 1.0, norms)
+    unit = delta / norms[:, None]
+    unit_margins = margins / norms
+    a_eq = np.vstack([unit.T, unit_margins[None, :]])
     b_eq = np.zeros(d + 1)
     b_eq[-1] = 1.0
     res = linprog(np.ones(n), A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
     if res.status != 0:
         return None
-    y = res.x
-    support = np.flatnonzero(y > 1e-9 * max(1.0, y.max()))
+    y = res.x / norms
+    support = np.flatnonzero(res.x > 1e-9 * max(1.0, res.x.max()))
+    # keep only certificates that check out on the original rows: Σ y_i Δ_i ≈ 0 relative to the
+    # terms, and Σ y_i m_i > 0
+    combined = np.abs(delta[support].T @ y[support]).max() if support.size else np.inf
+    size = (np.abs(delta[support]) * y[support, None]).sum(axis=0).max() if support.size else 0.0
+    if not (combined <= 1e-7 * max(size, 1e-300) and margins[support] @ y[support] > 0):
+        return None
     names = support if rows is None else np.asarray(rows)[support]
     return [int(i) for i in names], y[support]
 
@@ -132,7 +149,11 @@ def max_admissible_tightening(delta, margins, subset, upper: float | None = None
     bounds = [(None, None)] * d + [(None, upper)]
     c = np.zeros(d + 1)
     c[-1] = -1.0
-    res = linprog(c, A_ub=a_ub, b_ub=-np.asarray(margins, dtype=np.float64), bounds=bounds, method="highs")
+    b_ub = -np.asarray(margins, dtype=np.float64)
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if res.status == 2:
+        # HiGHS presolve can report an unbounded LP as infeasible; decide without presolve
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs", options={"presolve": False})
     if res.status == 3:
         return float("inf")
     if res.status == 2:
