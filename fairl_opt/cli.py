@@ -1,4 +1,4 @@
-"""The ``fairl`` command: simulate, solve, demo.
+"""The ``fairl`` command: simulate, solve, volume, certify, demo.
 
 Errors exit with status 2 (3 for an infeasible hard margin) and one line on stderr naming the problem
 (and the pair where there is one); JSON goes to stdout or ``--out``.
@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="progress per FA round on stderr")
     p.add_argument("--out", help="write JSON here instead of stdout")
     p.set_defaults(func=cmd_solve)
+
+    from fairl_opt.certify import add_certify_parser
+    from fairl_opt.geometry.cli import add_volume_parser
+
+    add_volume_parser(sub)
+    add_certify_parser(sub)
 
     p = sub.add_parser("demo", help="standard vs failure-aware on the default planted data")
     p.add_argument("--n", type=int, default=400)

@@ -117,7 +117,8 @@ class MarginProgram:
 
     def with_margins(self, margins) -> "MarginProgram":
         """The same program with new required margins (the FA loop's only edit)."""
-        return replace(self, margins=np.asarray(margins, dtype=np.float64))
+        # a copy: callers (the FA loop) keep editing their own array
+        return replace(self, margins=np.array(margins, dtype=np.float64, copy=True))
 
     def restrict(self, rows) -> "MarginProgram":
         """The program on a subset of pairs (for out-of-fold fits and dual-path corrections)."""
@@ -242,9 +243,9 @@ class MaxEntProgram:
         """The same program with new weights and/or temperatures (the FA loop's only edit)."""
         return replace(
             self,
-            weights=self.weights if weights is None else np.asarray(weights, dtype=np.float64),
+            weights=self.weights if weights is None else np.array(weights, dtype=np.float64, copy=True),
             temperatures=(
-                self.temperatures if temperatures is None else np.asarray(temperatures, dtype=np.float64)
+                self.temperatures if temperatures is None else np.array(temperatures, dtype=np.float64, copy=True)
             ),
         )
 

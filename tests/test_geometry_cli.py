@@ -1,0 +1,84 @@
+"""``fairl volume`` (through its own sub-parser) and the figure script."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from fairl_opt.exceptions import DataError
+from fairl_opt.geometry import EmptySetError, kernels
+from fairl_opt.geometry.cli import add_volume_parser, load_constraints
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_kernels():
+    kernels.warm_up()
+
+
+def run_volume(argv, capsys):
+    parser = argparse.ArgumentParser(prog="fairl")
+    add_volume_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["volume", *argv])
+    assert args.func(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def save(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_volume_fraction_json(tmp_path, capsys):
+    path = save(tmp_path / "c.npz", A=np.eye(4)[:2], b=np.zeros(2))
+    out = run_volume([path, "--samples", "100000", "--seed", "3"], capsys)
+    for key in ("fraction", "stderr", "ci_low", "ci_high", "effective_samples"):
+        assert key in out
+    assert out["method"] == "gaussian" and out["dim"] == 4 and out["rows"] == 2
+    assert abs(out["fraction"] - 0.25) <= 4 * out["stderr"]
+    again = run_volume([path, "--samples", "100000", "--seed", "3"], capsys)
+    assert again["fraction"] == out["fraction"]  # a seed gives the same answer
+
+
+def test_volume_ratio_json(tmp_path, capsys):
+    A = np.eye(3)[:2]
+    wide = save(tmp_path / "wide.npz", A=A, b=np.array([0.0, -1.0]))
+    narrow = save(tmp_path / "narrow.npz", A=A, b=np.array([0.0, 0.0]))
+    out = run_volume([narrow, "--relative-to", wide, "--samples", "4000"], capsys)
+    assert "ratio" in out and "fraction" not in out
+    assert out["ci_low"] < out["ratio"] < out["ci_high"] <= 1.0
+    assert abs(out["ratio"] - 0.5) <= 4 * out["stderr"]  # calibration itself is tested in test_geometry
+    assert out["relative_to"] == wide
+
+
+def test_bad_files_are_one_line_data_errors(tmp_path):
+    with pytest.raises(DataError, match="missing array.*b"):
+        load_constraints(save(tmp_path / "x.npz", A=np.eye(2)))
+    with pytest.raises(DataError, match="no such file"):
+        load_constraints(tmp_path / "absent.npz")
+    with pytest.raises(DataError, match="pickles"):
+        load_constraints(save(tmp_path / "obj.npz", A=np.array([{"a": 1}], dtype=object), b=np.zeros(1)))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="junk.npz"):
+        load_constraints(tmp_path / "junk.npz")
+    with pytest.raises(DataError, match="rows 0 and 1 of A are identical"):
+        load_constraints(save(tmp_path / "dup.npz", A=np.ones((2, 3)), b=np.zeros(2)))
+
+
+def test_empty_set_is_an_error_not_a_zero(tmp_path, capsys):
+    path = save(tmp_path / "empty.npz", A=np.array([[1.0, 0.0], [-1.0, 0.0]]), b=np.array([0.3, 0.3]))
+    parser = argparse.ArgumentParser(prog="fairl")
+    add_volume_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["volume", path])
+    with pytest.raises(EmptySetError) as info:
+        args.func(args)
+    assert "\n" not in str(info.value) and "empty" in str(info.value)
+    assert capsys.readouterr().out == ""
+
+
+def test_figures_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fairl_opt.geometry.figures import draw_2d
+
+    path = draw_2d(tmp_path / "f.png", samples=2000)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
