@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fairl_opt.exceptions import FairlError, InfeasibleError
+from fairl_opt.exceptions import DataError, FairlError, InfeasibleError
 
 METHOD_CHOICES = ("mm-qp", "mm-lp", "maxent", "fa-mm-qp", "fa-mm-lp", "fa-maxent")
 
@@ -118,6 +118,16 @@ def cmd_solve(args) -> int:
         else:
             payload["weights"] = model.weights_
             payload["temperatures"] = model.temperatures_
+    if args.geometry:
+        if not (args.method.startswith("fa-mm")):
+            raise DataError("--geometry needs a failure-aware max-margin method (fa-mm-qp or fa-mm-lp)")
+        from fairl_opt.geometry import geometry_summary
+
+        result = model.result_
+        payload["geometry"] = geometry_summary(
+            result.base_solution.program.with_margins(np.ones(pairs.n_pairs)), result,
+            samples=args.geometry_samples, seed=args.seed,
+        )
     _emit(payload, args.out)
     return 0
 
@@ -174,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-duplicates", action="store_true")
     p.add_argument("--verbose", action="store_true", help="progress per FA round on stderr")
+    p.add_argument("--geometry", action="store_true",
+                   help="add volume ratio, Chebyshev radii and interval widths of F_std and F_FA (fa-mm-*)")
+    p.add_argument("--geometry-samples", type=int, default=2000,
+                   help="hit-and-run samples per phase for --geometry (cost grows with d and rounds)")
     p.add_argument("--out", help="write JSON here instead of stdout")
     p.set_defaults(func=cmd_solve)
 

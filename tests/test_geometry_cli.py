@@ -82,3 +82,31 @@ def test_figures_are_written(tmp_path):
 
     path = draw_2d(tmp_path / "f.png", samples=2000)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_solve_geometry_flag_adds_ratio_radii_and_widths(tmp_path, capsys):
+    import json
+
+    from fairl_opt.cli import main
+
+    path = tmp_path / "sep.npz"
+    assert main(["simulate", "--n", "15", "--d", "20", "--seed", "0", "--out", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["solve", str(path), "--method", "fa-mm-qp", "--oof-folds", "3", "--geometry",
+                 "--geometry-samples", "500"]) == 0
+    geometry = json.loads(capsys.readouterr().out)["geometry"]
+    ratio = geometry["volume_ratio"]
+    assert 0.0 < ratio["ci_low"] <= ratio["ratio"] <= ratio["ci_high"] <= 1.0
+    # FA set is nested in the standard one: its Chebyshev radius cannot be larger (T5)
+    radii = geometry["chebyshev_radius"]
+    assert 0.0 < radii["fa"] <= radii["standard"] + 1e-9
+
+
+def test_solve_geometry_rejects_maxent(tmp_path, capsys):
+    from fairl_opt.cli import main
+
+    path = tmp_path / "p.npz"
+    main(["simulate", "--n", "30", "--d", "5", "--out", str(path)])
+    capsys.readouterr()
+    assert main(["solve", str(path), "--method", "fa-maxent", "--oof-folds", "0", "--geometry"]) == 2
+    assert "fa-mm" in capsys.readouterr().err
