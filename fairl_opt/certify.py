@@ -655,18 +655,7 @@ def certify_claims(pairs, method="fa-mm-qp", margin="hard", C=1.0, samples=None,
 # ------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    return obj
+from fairl_opt._json import jsonable as _jsonable  # noqa: E402
 
 
 def add_certify_parser(subparsers):

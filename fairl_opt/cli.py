@@ -14,32 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fairl_opt._json import jsonable
 from fairl_opt.exceptions import DataError, FairlError, InfeasibleError
 
 METHOD_CHOICES = ("mm-qp", "mm-lp", "maxent", "fa-mm-qp", "fa-mm-lp", "fa-maxent")
 
 
-def _finite(x):
-    """JSON has no inf/nan: write them as strings so the output stays valid JSON."""
-    if isinstance(x, float) and not np.isfinite(x):
-        return str(x)
-    return x
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _clean(obj.item())
-    return _finite(obj)
-
-
 def _emit(payload: dict, out: str | None) -> None:
-    text = json.dumps(_clean(payload), indent=2)
+    text = json.dumps(jsonable(payload), indent=2)
     if out:
         Path(out).write_text(text + "\n")
     else:

@@ -42,18 +42,7 @@ def load_constraints(path) -> FeasibleSet:
         raise DataError(f"{path}: {exc}") from exc
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    return obj
+from fairl_opt._json import jsonable as _jsonable  # noqa: E402
 
 
 def cmd_volume(args) -> int:
