@@ -62,8 +62,20 @@ def _per_pair(name: str, value, n: int, default: float, positive: bool = False, 
     return arr
 
 
+class _Rows:
+    """Shape of a program's difference matrix ``delta``."""
+
+    @property
+    def n_pairs(self) -> int:
+        return self.delta.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.delta.shape[1]
+
+
 @dataclass(frozen=True, eq=False)
-class MarginProgram:
+class MarginProgram(_Rows):
     """Max-margin program over difference rows (``mm-qp`` for ``norm="l2"``, ``mm-lp`` otherwise).
 
     Parameters
@@ -106,14 +118,6 @@ class MarginProgram:
     @property
     def hard(self) -> bool:
         return self.C is None
-
-    @property
-    def n_pairs(self) -> int:
-        return self.delta.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.delta.shape[1]
 
     def with_margins(self, margins) -> "MarginProgram":
         """The same program with new required margins (the FA loop's only edit)."""
@@ -181,7 +185,7 @@ def _binary_entropy(p: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class MaxEntProgram:
+class MaxEntProgram(_Rows):
     """Bradley–Terry / MaxEnt reward program (``maxent``).
 
     ``min Σ_i w_i log(1 + exp(−(Δ_i θ + o_i)/T_i)) + (λ/2)‖θ‖²``.
@@ -230,14 +234,6 @@ class MaxEntProgram:
 
     kind = "maxent"
     hard = False
-
-    @property
-    def n_pairs(self) -> int:
-        return self.delta.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.delta.shape[1]
 
     def with_weights(self, weights=None, temperatures=None) -> "MaxEntProgram":
         """The same program with new weights and/or temperatures (the FA loop's only edit)."""
