@@ -199,7 +199,8 @@ def separable_cases(**kwargs):
 
 @st.composite
 def tightenings(draw, n: int, *, min_step=0.0, max_step=5.0, proper=True):
-    """A failure set S ⊆ {0..n−1} and steps δ_j ≥ 0 on it (δ = 0 off S).
+    """A failure set S ⊆ {0..n−1} and steps δ_j ≥ min_step on it (δ = 0 off S; δ_j = 0 also drawn when
+    min_step is 0).
 
     ``proper``: S is a strict, non-empty subset when n ≥ 2 (as the FA loop guarantees).
     """
@@ -209,8 +210,11 @@ def tightenings(draw, n: int, *, min_step=0.0, max_step=5.0, proper=True):
         size = draw(st.integers(1, n - 1))
     subset = sorted(draw(st.permutations(range(n)))[:size])
     steps = np.zeros(n)
+    step = st.floats(min_step, max_step, allow_nan=False)
+    if min_step == 0.0:  # a zero step on a pair of S is allowed (and is an edge case worth drawing)
+        step = st.one_of(st.just(0.0), step)
     for j in subset:
-        steps[j] = draw(st.one_of(st.just(0.0), st.floats(min_step, max_step, allow_nan=False)))
+        steps[j] = draw(step)
     return np.asarray(subset, dtype=np.int64), steps
 
 
