@@ -164,7 +164,7 @@ class PreferencePairs:
                     raise DataError(f"prompt_ids[{bad}] = {prompt_ids.tolist()[bad]!r} is not an integer")
                 prompt_ids = as_int
             prompt_ids = prompt_ids.astype(np.int64)
-        for name, arr in (("chosen", chosen), ("rejected", rejected), ("delta", delta)):
+        for arr in (chosen, rejected, delta):
             arr.setflags(write=False)
         object.__setattr__(self, "chosen", chosen)
         object.__setattr__(self, "rejected", rejected)
