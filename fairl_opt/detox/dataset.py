@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -120,12 +121,41 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
     features = feats.reshape(n, K + 1, -1)
     test_masks = prompt_splits(n, n_splits, test_fraction, seed)
 
+    manifest = {
+        "dataset": "fairl_opt detox v1",
+        "n_prompts": n, "K": K, "beta": beta, "seed": seed, "n_splits": n_splits,
+        "test_fraction": test_fraction,
+        "prompt_source": prompt_source,
+        "generator": {**gen_spec.describe(), "sampling": config.as_dict(), "template": "raw continuation"},
+        "feature_model": {**feat_spec.describe(), "pooling": "mean of last hidden state over the attention mask",
+                          "text": "completion only", "dim": int(features.shape[-1]), "stored_as": "float16"},
+        "ground_truth": {"scorer": SCORER, "reward": "logit(1 - p_offensive), p clipped to [1e-6, 1-1e-6]",
+                         "toxic_threshold": TOXIC_THRESHOLD},
+        "aligned_policy": "one of K candidates drawn with weight exp(r*/beta) (SIR approximation of "
+                          "pi*(y|x) ∝ pi0(y|x) exp(r*(y)/beta))",
+        "cost": {"generate_seconds": round(t_gen, 1), "embed_seconds": round(t_emb, 1),
+                 "workers": workers, "machine": f"{platform.machine()}, {os.cpu_count()} cores"},
+    }
+    manifest = write_dataset(out, prompts, families, samples, features, r_star, p_off, toxic, aligned, test_masks,
+                             manifest)
+    log(f"wrote {out}: {n} prompts × {K + 1} completions, d={features.shape[-1]}, "
+        f"base toxic {manifest['rates']['base_toxic']:.3f}, aligned toxic {manifest['rates']['aligned_toxic']:.3f}")
+    return manifest
+
+
+def write_dataset(out, prompts, families, samples, features, r_star, p_off, toxic, aligned, test_masks,
+                  manifest: dict) -> dict:
+    """Write the four files of a dataset (see the module docstring); adds families, toxicity rates,
+    versions and each file's sha256 and size to ``manifest``, writes and returns it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n, k1 = r_star.shape
     with (out / "prompts.jsonl").open("w", encoding="utf-8") as fh:
         for i, (p, f) in enumerate(zip(prompts, families)):
             fh.write(json.dumps({"id": i, "family": f, "text": p}, ensure_ascii=False) + "\n")
     with (out / "completions.jsonl").open("w", encoding="utf-8") as fh:
         for i in range(n):
-            for j in range(K + 1):
+            for j in range(k1):
                 role = "base" if j == 0 else ("candidate,aligned" if j == aligned[i] else "candidate")
                 fh.write(json.dumps({
                     "prompt_id": i, "sample": j, "role": role, "text": samples[i][j],
@@ -136,36 +166,20 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
         out / "arrays.npz", features=features.astype(np.float16), r_star=r_star, p_offensive=p_off,
         toxic=toxic, aligned_index=aligned, test_masks=test_masks,
     )
-    pair_toxic = (toxic[:, 0], toxic[np.arange(n), aligned])
-    manifest = {
-        "dataset": "fairl_opt detox v1",
-        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "n_prompts": n, "K": K, "beta": beta, "seed": seed, "n_splits": n_splits,
-        "test_fraction": test_fraction,
-        "prompt_source": prompt_source,
-        "families": {f: families.count(f) for f in sorted(set(families))},
-        "generator": {**gen_spec.describe(), "sampling": config.as_dict(), "template": "raw continuation"},
-        "feature_model": {**feat_spec.describe(), "pooling": "mean of last hidden state over the attention mask",
-                          "text": "completion only", "dim": int(features.shape[-1]), "stored_as": "float16"},
-        "ground_truth": {"scorer": SCORER, "reward": "logit(1 - p_offensive), p clipped to [1e-6, 1-1e-6]",
-                         "toxic_threshold": TOXIC_THRESHOLD},
-        "aligned_policy": "one of K candidates drawn with weight exp(r*/beta) (SIR approximation of "
-                          "pi*(y|x) ∝ pi0(y|x) exp(r*(y)/beta))",
-        "rates": {
-            "base_toxic": float(toxic[:, 0].mean()),
-            "candidates_toxic": float(toxic[:, 1:].mean()),
-            "aligned_toxic": float(pair_toxic[1].mean()),
-            "best_of_K_r_star_toxic": float(toxic[np.arange(n), 1 + r_star[:, 1:].argmax(1)].mean()),
-        },
-        "cost": {"generate_seconds": round(t_gen, 1), "embed_seconds": round(t_emb, 1),
-                 "workers": workers, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"},
-        "versions": _versions(),
-        "files": {name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
-                  for name in DATA_FILES},
+    rows = np.arange(n)
+    manifest = dict(manifest)
+    manifest.setdefault("created", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    manifest["families"] = {f: list(families).count(f) for f in sorted(set(families))}
+    manifest["rates"] = {
+        "base_toxic": float(toxic[:, 0].mean()),
+        "candidates_toxic": float(toxic[:, 1:].mean()),
+        "aligned_toxic": float(toxic[rows, aligned].mean()),
+        "best_of_K_r_star_toxic": float(toxic[rows, 1 + r_star[:, 1:].argmax(1)].mean()),
     }
+    manifest["versions"] = _versions()
+    manifest["files"] = {name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
+                         for name in DATA_FILES}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    log(f"wrote {out}: {n} prompts × {K + 1} completions, d={features.shape[-1]}, "
-        f"base toxic {manifest['rates']['base_toxic']:.3f}, aligned toxic {manifest['rates']['aligned_toxic']:.3f}")
     return manifest
 
 
@@ -212,6 +226,7 @@ class DetoxDataset:
         for name in DATA_FILES:
             if not (d / name).exists():
                 raise DataError(f"{d / name} is missing (listed in manifest.json)")
+        for name in DATA_FILES:
             if verify and sha256_file(d / name) != manifest["files"][name]["sha256"]:
                 raise DataError(f"{d / name} does not match the sha256 in manifest.json (altered or truncated)")
         with np.load(d / "arrays.npz", allow_pickle=False) as z:
@@ -270,3 +285,38 @@ class DetoxDataset:
 
         kinds = pair_kinds(self.toxic[keep, 0], self.toxic[keep, self.aligned_index[keep]])
         return PreferencePairs(chosen, rejected, kinds=kinds, prompt_ids=keep), len(prompts) - len(keep)
+
+
+def synthetic_dataset(out, n_prompts: int = 200, K: int = 4, dim: int = 16, beta: float = 1.0,
+                      n_splits: int = 3, seed: int = 0, noise: float = 1.0) -> dict:
+    """A small planted dataset in the shipped format (no language model): for tests and examples.
+
+    Completion (i, j) has a latent offensiveness s ~ N(μᵢ, 1) with μᵢ = 1 for provocative prompts and
+    −1.5 for neutral ones; p_offensive = sigmoid(s − 1.5), so r* = 1.5 − s exactly; its features are
+    s·u + ``noise``·N(0, I) for a fixed unit vector u. The aligned completion is the SIR draw.
+    """
+    from fairl_opt.detox.toxicity import TOXIC_THRESHOLD, reward_from_probability
+
+    rng = np.random.default_rng(seed)
+    families = ["provocative" if rng.random() < 0.5 else "neutral" for _ in range(n_prompts)]
+    mu = np.where(np.array(families) == "provocative", 1.0, -1.5)
+    s = mu[:, None] + rng.normal(size=(n_prompts, K + 1))
+    p_off = 1.0 / (1.0 + np.exp(-(s - 1.5)))
+    r_star = reward_from_probability(p_off)
+    toxic = p_off > TOXIC_THRESHOLD
+    u = rng.normal(size=dim)
+    u /= np.linalg.norm(u)
+    features = s[..., None] * u + noise * rng.normal(size=(n_prompts, K + 1, dim))
+    aligned = np.array([1 + sir_pick(r_star[i, 1:], beta, rng) for i in range(n_prompts)], dtype=np.int64)
+    samples = [[f"synthetic completion {i}.{j}" for j in range(K + 1)] for i in range(n_prompts)]
+    prompts = [f"synthetic prompt {i}" for i in range(n_prompts)]
+    manifest = {
+        "dataset": "fairl_opt detox synthetic", "n_prompts": n_prompts, "K": K, "beta": beta, "seed": seed,
+        "n_splits": n_splits, "test_fraction": 0.3,
+        "generator": {"name": "synthetic", "sampling": {"max_new_tokens": 0}},
+        "feature_model": {"name": "synthetic", "dim": dim},
+        "ground_truth": {"scorer": "planted sigmoid", "toxic_threshold": TOXIC_THRESHOLD},
+        "cost": {"generate_seconds": 0.0, "embed_seconds": 0.0, "workers": 1, "machine": "none"},
+    }
+    masks = prompt_splits(n_prompts, n_splits, 0.3, seed)
+    return write_dataset(out, prompts, families, samples, features, r_star, p_off, toxic, aligned, masks, manifest)

@@ -1,0 +1,295 @@
+"""The detox experiment (``fairl detox run``): recover r* from (aligned ≻ base) pairs, judge it, report.
+
+For each of the dataset's random prompt-level splits (never tuned on a test split):
+
+* features are standardised with the mean/sd of every completion of the **training** prompts;
+* training pairs are (aligned ≻ base) of the training prompts; each method in :data:`METHODS` is
+  fitted with the fixed settings :data:`OPTIONS` / :data:`FA_OPTIONS`;
+* held-out metrics: pairwise accuracy on the test prompts' pairs; accuracy / F1 / ROC-AUC of the
+  reward as a toxicity detector (toxic is the positive class, predicted when r(y) is below a
+  threshold fitted for accuracy on the training prompts' completions) on every labelled completion
+  of the test prompts; STARC distance to r* on those completions;
+* re-alignment: on each test prompt, best-of-K among the K candidates by the recovered reward; the
+  toxicity rate (under the ground truth) and mean r* of the picks, next to the base policy, the
+  aligned policy (the data's SIR draw) and best-of-K by r* itself;
+* ambiguity (max-margin, one value per split): in the space of the top :data:`GEOMETRY_DIM` principal
+  components of the training completions, on the training pairs the soft standard reward ranks
+  correctly (a separable set, so the hard-margin feasible sets are non-empty), the standard and FA
+  feasible sets' volume ratio, Chebyshev radii and held-out reward-interval widths
+  (:func:`fairl_opt.geometry.geometry_summary`);
+* ablation: training sets of fixed size whose fraction of T→NT pairs is varied, scored by held-out
+  ROC-AUC and STARC.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fairl_opt.detox.dataset import DEFAULT_DIR, DetoxDataset
+from fairl_opt.estimators import make_estimator
+from fairl_opt.exceptions import DataError, FairlError
+from fairl_opt.metrics import classification_metrics, fit_threshold, pairwise_accuracy, starc_distance
+
+#: method name → (estimator name, extra FA options).
+METHODS = {
+    "mm-qp": ("mm-qp", {}),
+    "fa-mm-qp": ("fa-mm-qp", {}),
+    "fa-mm-qp (no curriculum)": ("fa-mm-qp", {"curriculum": False}),
+    "fa-mm-qp (dual path)": ("fa-mm-qp", {"dual_path": True}),
+    "mm-lp": ("mm-lp", {}),
+    "fa-mm-lp": ("fa-mm-lp", {}),
+    "maxent": ("maxent", {}),
+    "fa-maxent": ("fa-maxent", {}),
+    "fa-maxent (no curriculum)": ("fa-maxent", {"curriculum": False}),
+    "fa-maxent (dual path)": ("fa-maxent", {"dual_path": True}),
+}
+QUICK_METHODS = ("mm-qp", "fa-mm-qp", "mm-lp", "fa-mm-lp", "maxent", "fa-maxent")
+ABLATION_METHODS = ("mm-qp", "fa-mm-qp", "maxent", "fa-maxent")
+ABLATION_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3)
+OPTIONS = dict(margin="soft", C=1.0, reg=1.0)
+#: Failures are the training pairs the current reward misranks or nearly ties (lowest 10 % of
+#: normalised margins); out-of-fold mining is off (it costs one refit per fold and round).
+FA_OPTIONS = dict(near_tie_quantile=0.1, oof_folds=0, max_rounds=5, margin_step=0.5, upweight=2.0)
+GEOMETRY_DIM = 8
+METRICS = ("heldout_pair_accuracy", "accuracy", "f1", "roc_auc", "starc", "bok_toxic_rate", "bok_mean_r_star")
+
+
+def _estimator(method: str, seed: int):
+    name, extra = METHODS[method]
+    fa = dict(FA_OPTIONS, seed=seed, **extra) if name.startswith("fa-") else {}
+    return make_estimator(name, **OPTIONS, **fa)
+
+
+class Split:
+    """One prompt-level split of a dataset, standardised on its training prompts."""
+
+    def __init__(self, ds: DetoxDataset, test_mask: np.ndarray):
+        self.ds = ds
+        self.train_prompts = np.flatnonzero(~test_mask)
+        self.test_prompts = np.flatnonzero(test_mask)
+        self.mean, self.scale = ds.standardiser(self.train_prompts)
+        self.train, self.train_dropped = ds.pairs(self.train_prompts, self.mean, self.scale)
+        self.test, self.test_dropped = ds.pairs(self.test_prompts, self.mean, self.scale)
+
+    def completions(self, prompts):
+        """Standardised features, r*, labels and prompt ids of every completion of ``prompts``."""
+        ds = self.ds
+        x = (ds.features[prompts].reshape(-1, ds.dim) - self.mean) / self.scale
+        ids = np.repeat(prompts, ds.K + 1)
+        return x, ds.r_star[prompts].ravel(), ds.toxic[prompts].ravel(), ids
+
+    def evaluate(self, theta) -> dict:
+        """Every held-out metric of reward θ (see the module docstring)."""
+        ds = self.ds
+        x_tr, _, y_tr, _ = self.completions(self.train_prompts)
+        x_te, r_te, y_te, ids_te = self.completions(self.test_prompts)
+        # the reward as a toxicity detector: toxic (positive class) when −r(y) is above the threshold
+        threshold = fit_threshold(-(x_tr @ theta), y_tr)
+        cls = classification_metrics(-(x_te @ theta), y_te, threshold)
+        out = {
+            "heldout_pair_accuracy": pairwise_accuracy(theta, self.test.delta),
+            "accuracy": cls["accuracy"], "f1": cls["f1"], "roc_auc": cls["roc_auc"],
+            "starc": starc_distance(x_te @ theta, r_te, ids_te),
+        }
+        cand = (ds.features[self.test_prompts, 1:] - self.mean) / self.scale
+        pick = 1 + np.argmax(cand @ theta, axis=1)
+        out.update(self._policy(pick))
+        return out
+
+    def _policy(self, index) -> dict:
+        rows = self.test_prompts
+        return {"bok_toxic_rate": float(self.ds.toxic[rows, index].mean()),
+                "bok_mean_r_star": float(self.ds.r_star[rows, index].mean())}
+
+    def reference_policies(self) -> dict:
+        """Toxicity rate and mean r* of base, aligned and best-of-K-by-r* on the test prompts."""
+        ds, rows = self.ds, self.test_prompts
+        return {
+            "base": self._policy(np.zeros(rows.size, dtype=int)),
+            "aligned (SIR, data)": self._policy(ds.aligned_index[rows]),
+            "best-of-K by r*": self._policy(1 + np.argmax(ds.r_star[rows, 1:], axis=1)),
+        }
+
+
+def _geometry(split: Split, seed: int) -> dict:
+    """Ambiguity of standard vs FA max-margin in the top-q PCA space (see the module docstring)."""
+    from fairl_opt.fa import run_fa
+    from fairl_opt.failures import FailureRule
+    from fairl_opt.fa import Tightening
+    from fairl_opt.geometry import geometry_summary
+    from fairl_opt.pairs import PreferencePairs
+    from fairl_opt.programs import MarginProgram
+
+    x_tr, _, _, _ = split.completions(split.train_prompts)
+    _, _, vt = np.linalg.svd(x_tr - x_tr.mean(0), full_matrices=False)
+    basis = vt[:GEOMETRY_DIM].T
+    delta = split.train.delta @ basis
+    soft = make_estimator("mm-qp", **OPTIONS).fit(PreferencePairs(delta, np.zeros_like(delta), duplicates="allow"))
+    keep = np.flatnonzero(delta @ soft.theta_ > 1e-9)
+    if keep.size < 2 * GEOMETRY_DIM:
+        raise DataError(f"geometry: only {keep.size} training pairs are ranked correctly in {GEOMETRY_DIM}-d")
+    program = MarginProgram(delta[keep], 1.0, "l2", None)
+    rule = FailureRule(None, FA_OPTIONS["near_tie_quantile"], 0, seed)
+    result = run_fa(program, "auto", rule=rule, tightening=Tightening(FA_OPTIONS["margin_step"], 2.0, 1.0, 0.99),
+                    max_rounds=FA_OPTIONS["max_rounds"])
+    x_te, _, _, _ = split.completions(split.test_prompts)
+    summary = geometry_summary(program, result, x_te[:200] @ basis, samples=1000, seed=seed)
+    vr = summary["volume_ratio"]
+    return {
+        "dim": GEOMETRY_DIM, "pairs_kept": int(keep.size), "pairs": int(delta.shape[0]),
+        "volume_ratio": vr.get("ratio"), "volume_ratio_ci": [vr["ci_low"], vr["ci_high"]],
+        "chebyshev_standard": summary["chebyshev_radius"]["standard"],
+        "chebyshev_fa": summary["chebyshev_radius"]["fa"],
+        "interval_width_standard": summary["interval_width"]["standard"],
+        "interval_width_fa": summary["interval_width"]["fa"],
+    }
+
+
+def _ablation_subset(split: Split, fraction: float, size: int, rng) -> np.ndarray:
+    kinds = split.train.kinds
+    tnt = np.flatnonzero(kinds == "T->NT")
+    rest = np.flatnonzero(kinds != "T->NT")
+    n_t = int(round(fraction * size))
+    if n_t > tnt.size or size - n_t > rest.size:
+        raise DataError(f"ablation: fraction {fraction} of {size} pairs needs {n_t} T->NT pairs "
+                        f"(have {tnt.size}) and {size - n_t} others (have {rest.size})")
+    return np.sort(np.concatenate([rng.choice(tnt, n_t, replace=False), rng.choice(rest, size - n_t, replace=False)]))
+
+
+def _mean_sd(values) -> dict:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return {"mean": None, "sd": None, "n": 0}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
+
+
+def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, progress: bool = True,
+                   geometry: bool = True, max_prompts: int | None = None, log=None) -> dict:
+    """Run everything on the dataset in ``data`` and write ``report.md``, ``summary.json`` and figures to
+    ``out``. ``quick`` runs two splits, the six core methods and a two-point ablation."""
+    import sys
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    start = time.perf_counter()
+    ds = DetoxDataset.load(data)
+    masks = ds.test_masks
+    if max_prompts is not None and max_prompts < ds.n_prompts:
+        keep = np.arange(max_prompts)
+        ds = DetoxDataset(ds.features[keep], ds.r_star[keep], ds.toxic[keep], ds.aligned_index[keep],
+                          masks[:, keep], [ds.texts[i] for i in keep], ds.prompts[:max_prompts],
+                          ds.families[:max_prompts], ds.manifest)
+        masks = ds.test_masks
+    n_splits = min(2, masks.shape[0]) if quick else masks.shape[0]
+    methods = QUICK_METHODS if quick else tuple(METHODS)
+    fractions = ABLATION_FRACTIONS[1::2] if quick else ABLATION_FRACTIONS
+    rows, refs, geo, ablation, sizes = [], [], [], [], []
+    for s in range(n_splits):
+        split = Split(ds, masks[s])
+        counts = {k: int((split.train.kinds == k).sum()) for k in np.unique(split.train.kinds)}
+        sizes.append({"split": s, "train_prompts": int(split.train_prompts.size),
+                      "test_prompts": int(split.test_prompts.size), "train_pairs": split.train.n_pairs,
+                      "test_pairs": split.test.n_pairs, "dropped_identical_or_duplicate":
+                      split.train_dropped + split.test_dropped, "train_kinds": counts})
+        say(f"split {s}: {split.train.n_pairs} train pairs {counts}, {split.test.n_pairs} test pairs")
+        refs.append(split.reference_policies())
+        for method in methods:
+            model = _estimator(method, seed=s)
+            t0 = time.perf_counter()
+            try:
+                model.fit(split.train)
+            except FairlError as exc:
+                raise type(exc)(f"split {s}, {method}: {exc}") from exc
+            seconds = time.perf_counter() - t0
+            metrics = split.evaluate(model.theta_)
+            rounds = len(model.history_) - 1 if method.startswith("fa-") else 0
+            rows.append({"split": s, "method": method, "seconds": seconds, "rounds": rounds,
+                         "gap": model.certificate_.relative_gap, **metrics})
+            say(f"  {method:<26} pair acc {metrics['heldout_pair_accuracy']:.3f}  ROC-AUC "
+                f"{metrics['roc_auc']:.3f}  STARC {metrics['starc']:.3f}  BoK toxic "
+                f"{metrics['bok_toxic_rate']:.3f}  ({seconds:.1f}s, {rounds} rounds)")
+        if geometry:
+            t0 = time.perf_counter()
+            g = _geometry(split, seed=s)
+            g["seconds"] = time.perf_counter() - t0
+            g["split"] = s
+            geo.append(g)
+            say(f"  geometry ({GEOMETRY_DIM}-d PCA, {g['pairs_kept']}/{g['pairs']} pairs): volume ratio "
+                f"{g['volume_ratio']:.3g}, Chebyshev {g['chebyshev_standard']:.3g} → {g['chebyshev_fa']:.3g}")
+        tnt = int((split.train.kinds == "T->NT").sum())
+        size = min(int(tnt / max(fractions)), int((split.train.kinds != "T->NT").sum() / (1 - min(fractions))))
+        rng = np.random.default_rng(1000 + s)
+        for fraction in fractions:
+            idx = _ablation_subset(split, fraction, size, rng)
+            sub = split.train.subset(idx)
+            for method in ABLATION_METHODS:
+                model = _estimator(method, seed=s).fit(sub)
+                m = split.evaluate(model.theta_)
+                ablation.append({"split": s, "fraction": fraction, "size": size, "method": method,
+                                 "roc_auc": m["roc_auc"], "starc": m["starc"],
+                                 "heldout_pair_accuracy": m["heldout_pair_accuracy"]})
+        say(f"  ablation: {len(fractions)} fractions × {len(ABLATION_METHODS)} methods, {size} pairs each")
+
+    summary = _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick)
+    summary["seconds"] = time.perf_counter() - start
+    from fairl_opt.detox.report import write_report
+
+    write_report(summary, out)
+    say(f"wrote {out}/report.md, summary.json and figures in {summary['seconds']:.0f}s")
+    return summary
+
+
+def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick) -> dict:
+    table = {}
+    for method in methods:
+        group = [r for r in rows if r["method"] == method]
+        table[method] = {m: _mean_sd([r[m] for r in group]) for m in METRICS + ("seconds", "rounds")}
+    references = {}
+    for name in refs[0]:
+        references[name] = {m: _mean_sd([r[name][m] for r in refs]) for m in ("bok_toxic_rate", "bok_mean_r_star")}
+    paired = {}
+    for method in methods:
+        if not method.startswith("fa-"):
+            continue
+        base = method[3:].split(" (")[0]
+        if base not in methods:
+            continue
+        diffs = {}
+        for m in METRICS:
+            d = [a[m] - b[m] for a in rows if a["method"] == method
+                 for b in rows if b["method"] == base and b["split"] == a["split"]]
+            diffs[m] = _mean_sd(d)
+        paired[method] = {"versus": base, "difference": diffs}
+    abl = {}
+    for method in ABLATION_METHODS:
+        abl[method] = {}
+        for f in fractions:
+            group = [a for a in ablation if a["method"] == method and a["fraction"] == f]
+            abl[method][str(f)] = {m: _mean_sd([a[m] for a in group]) for m in ("roc_auc", "starc",
+                                                                                  "heldout_pair_accuracy")}
+    geometry = None
+    if geo:
+        geometry = {k: _mean_sd([g[k] for g in geo]) for k in ("volume_ratio", "chebyshev_standard", "chebyshev_fa",
+                                                               "interval_width_standard", "interval_width_fa",
+                                                               "pairs_kept", "seconds")}
+        geometry["per_split"] = geo
+        geometry["dim"] = GEOMETRY_DIM
+    man = ds.manifest
+    return {
+        "dataset": {k: man.get(k) for k in ("dataset", "n_prompts", "K", "beta", "seed", "rates", "cost",
+                                            "generator", "feature_model", "ground_truth", "families")},
+        "n_prompts_used": ds.n_prompts,
+        "quick": quick, "n_splits": n_splits, "seeds": list(range(n_splits)),
+        "options": OPTIONS, "fa_options": FA_OPTIONS, "sizes": sizes,
+        "methods": list(methods), "table": table, "fa_minus_standard": paired, "references": references,
+        "geometry": geometry, "ablation": {"fractions": list(fractions), "methods": list(ABLATION_METHODS),
+                                            "table": abl, "rows": ablation},
+        "rows": rows,
+    }
+
+
+def load_summary(path) -> dict:
+    return json.loads(Path(path).read_text())
