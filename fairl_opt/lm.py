@@ -50,6 +50,27 @@ class ModelSpec:
     def describe(self) -> dict:
         return {"name": self.name, "path": str(self.path), "gguf_file": self.gguf_file}
 
+    def fingerprint(self) -> str:
+        """What cache keys hash to tell models apart: a named model by name and package version; a
+        directory by its resolved path, its config.json and the names and sizes of its files."""
+        if self.name in NAMED_MODELS:
+            from importlib import metadata
+
+            package = NAMED_MODELS[self.name][0].replace("_", "-")
+            try:
+                version = metadata.version(package)
+            except metadata.PackageNotFoundError:  # pragma: no cover
+                version = "?"
+            return f"{self.name}:{package}=={version}:{self.gguf_file}"
+        h = hashlib.sha256(str(self.path.resolve()).encode())
+        config = self.path / "config.json"
+        if config.exists():
+            h.update(config.read_bytes())
+        for f in sorted(self.path.iterdir()):
+            if f.is_file():
+                h.update(f"{f.name}:{f.stat().st_size}".encode())
+        return f"dir:{h.hexdigest()[:16]}:{self.gguf_file}"
+
 
 def resolve_model(name_or_path: str) -> ModelSpec:
     """A :class:`ModelSpec` for ``smollm2``, ``minilm`` or a local model directory.
@@ -292,7 +313,7 @@ def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: i
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
-    keys = [_chunk_key("embed-v1", spec.name, spec.gguf_file, max_length, chunk) for chunk in chunks]
+    keys = [_chunk_key("embed-v2", spec.fingerprint(), max_length, chunk) for chunk in chunks]
     paths = [cache / f"emb-{key}.npy" for key in keys]
 
     def count_done():
@@ -391,7 +412,7 @@ def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, ca
     cache.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
     keys = [
-        _chunk_key("gen-v1", spec.name, spec.gguf_file, config.as_dict(), seed, c, n_samples,
+        _chunk_key("gen-v2", spec.fingerprint(), config.as_dict(), seed, c, n_samples,
                    prompts[c * chunk_prompts:(c + 1) * chunk_prompts])
         for c in range(n_chunks)
     ]

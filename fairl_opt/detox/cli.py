@@ -42,6 +42,8 @@ def cmd_embed(args) -> int:
 
     texts = _read_texts(args.input)
     out = Path(args.out)
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")  # what np.savez writes
     cache = Path(args.cache_dir) if args.cache_dir else out.with_name(out.name + ".cache")
     feats = embed_texts(texts, model=args.model, cache_dir=cache, batch_size=args.batch_size,
                         max_length=args.max_length, workers=args.workers, progress=not args.quiet)
