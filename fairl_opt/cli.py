@@ -55,6 +55,7 @@ def cmd_solve(args) -> int:
             margin_step=args.margin_step,
             upweight=args.upweight,
             sharpen=args.sharpen,
+            slack_upweight=args.slack_upweight,
             dual_path=args.dual_path,
             seed=args.seed,
             verbose=args.verbose,
@@ -97,6 +98,8 @@ def cmd_solve(args) -> int:
         payload["tightened"] = model.tightened_
         if model.required_margins_ is not None:
             payload["required_margin"] = model.required_margins_
+            if model.prices_ is not None and args.slack_upweight != 1:
+                payload["slack_price"] = model.prices_
         else:
             payload["weights"] = model.weights_
             payload["temperatures"] = model.temperatures_
@@ -162,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-step", type=float, default=0.5, help="FA margin tightening δ")
     p.add_argument("--upweight", type=float, default=2.0, help="FA MaxEnt weight factor")
     p.add_argument("--sharpen", type=float, default=1.0, help="FA MaxEnt temperature factor (<= 1)")
+    p.add_argument("--slack-upweight", type=float, default=1.0,
+                   help="FA soft-margin factor (>= 1) on a failure's slack price C (1 = off)")
     p.add_argument("--dual-path", action="store_true", help="fit a correction on failures over θ_b")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-duplicates", action="store_true")

@@ -145,8 +145,10 @@ class FailureAwareReward(_RewardModel):
     ----------
     estimator : MaxMarginReward or MaxEntReward
         Defines the program and the backend.
-    margin_step, upweight, sharpen, backoff
-        See :class:`fairl_opt.fa.Tightening`.
+    margin_step, upweight, sharpen, backoff, slack_upweight
+        See :class:`fairl_opt.fa.Tightening`. ``slack_upweight > 1`` also multiplies the slack price
+        C of each tightened failure (soft margins): without it, soft-margin FA cannot move θ
+        through failures that already violate their margin (proofs/T10).
     near_tie_threshold, near_tie_quantile, oof_folds, seed
         See :class:`fairl_opt.failures.FailureRule`.
     max_rounds, curriculum, dual_path, correction_penalty, verbose
@@ -160,6 +162,8 @@ class FailureAwareReward(_RewardModel):
         One entry per round (round 0 = standard solve).
     tightened_ : int array
     required_margins_ : ndarray or None
+    prices_ : ndarray or None
+        Final slack prices C_i (soft-margin programs).
     weights_, temperatures_ : ndarray or None
     result_ : FAResult
     """
@@ -172,6 +176,7 @@ class FailureAwareReward(_RewardModel):
         upweight=2.0,
         sharpen=1.0,
         backoff=0.99,
+        slack_upweight=1.0,
         near_tie_threshold=None,
         near_tie_quantile=0.1,
         oof_folds=5,
@@ -187,6 +192,7 @@ class FailureAwareReward(_RewardModel):
         self.upweight = upweight
         self.sharpen = sharpen
         self.backoff = backoff
+        self.slack_upweight = slack_upweight
         self.near_tie_threshold = near_tie_threshold
         self.near_tie_quantile = near_tie_quantile
         self.oof_folds = oof_folds
@@ -205,7 +211,9 @@ class FailureAwareReward(_RewardModel):
         program = base.program(pairs)
         quantile = None if self.near_tie_threshold is not None else self.near_tie_quantile
         rule = FailureRule(self.near_tie_threshold, quantile, self.oof_folds, self.seed)
-        tightening = Tightening(self.margin_step, self.upweight, self.sharpen, self.backoff)
+        tightening = Tightening(
+            self.margin_step, self.upweight, self.sharpen, self.backoff, self.slack_upweight
+        )
         result = run_fa(
             program,
             get_backend(base.backend, program),
@@ -225,6 +233,7 @@ class FailureAwareReward(_RewardModel):
         self.history_ = [h.to_dict() for h in result.history]
         self.tightened_ = result.tightened
         self.required_margins_ = result.required_margins
+        self.prices_ = result.prices
         self.weights_ = result.weights
         self.temperatures_ = result.temperatures
         return self

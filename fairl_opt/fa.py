@@ -2,8 +2,11 @@
 
 Max-margin programs tighten the margin of each NEW failure, ``m_j ← m_j + δ`` (j in the failure set
 only: raising every margin by the same amount only rescales θ, so a round that would cover every
-pair stops instead). MaxEnt up-weights (``w_j ← w_j·upweight``) and/or sharpens
-(``T_j ← T_j·sharpen``, sharpen < 1) its failures. Each pair is edited at most once, so the loop ends
+pair stops instead). With a soft margin, a failure whose slack is already positive sits at its dual
+bound α_j = C and tightening its margin leaves θ unchanged (proofs/T10); ``slack_upweight > 1``
+therefore also raises the slack price of each new failure, ``C_j ← C_j·slack_upweight`` (the
+soft-margin analogue of MaxEnt's up-weighting), which moves θ. MaxEnt up-weights
+(``w_j ← w_j·upweight``) and/or sharpens (``T_j ← T_j·sharpen``, sharpen < 1) its failures. Each pair is edited at most once, so the loop ends
 after at most n rounds (and at ``max_rounds``).
 
 Every round is recorded: the failures found on its θ, the pairs changed to get it, its objective
@@ -18,7 +21,8 @@ so in the round's note; it never returns an uncertified θ.
 (fixed) and the correction θ_c fitted on the failure pairs only, under its own penalty:
 ``min ½‖θ_c‖² (+ C_c Σξ) s.t. Δ_j(θ_b + θ_c) ≥ m_j + δ (− ξ_j), j ∈ S`` (or the MaxEnt analogue with
 offsets Δ_jθ_b and reg λ_c). This is one convex program in θ: min ½‖θ − θ_b‖² over the tightened
-failure constraints.
+failure constraints. With ``slack_upweight`` the correction's slack prices carry the same factors,
+C_c·slack_upweight on each of its pairs.
 """
 
 from __future__ import annotations
@@ -56,12 +60,18 @@ class Tightening:
         Factor in (0, 1] on a failure's temperature (MaxEnt).
     backoff : float
         Fraction in (0, 1) of the largest admissible step used when δ makes a hard margin infeasible.
+    slack_upweight : float
+        Factor ≥ 1 on a failure's slack price C_j (soft-margin max-margin programs only; ignored
+        for hard margins and MaxEnt). Applied once per pair, in the round that tightens its margin,
+        so ``C_j = C·slack_upweight`` for every tightened pair at the end. The default 1 keeps C
+        (and then, by proofs/T10, failures strictly inside the margin cannot move θ).
     """
 
     margin_step: float = 0.5
     upweight: float = 2.0
     sharpen: float = 1.0
     backoff: float = 0.99
+    slack_upweight: float = 1.0
 
     def __post_init__(self):
         if not (np.isfinite(self.margin_step) and self.margin_step > 0):
@@ -74,6 +84,8 @@ class Tightening:
             raise DataError("upweight=1 and sharpen=1 would leave MaxEnt failures unchanged")
         if not 0 < self.backoff < 1:
             raise DataError(f"backoff must lie in (0, 1), got {self.backoff}")
+        if not (np.isfinite(self.slack_upweight) and self.slack_upweight >= 1):
+            raise DataError(f"slack_upweight must be finite and >= 1, got {self.slack_upweight}")
 
 
 @dataclass
@@ -129,6 +141,11 @@ class FAResult:
     weights, temperatures : ndarray or None
         Final w_i, T_i for every pair (MaxEnt).
     stop_reason : str
+    prices : ndarray or None
+        Final slack prices C_i of the full program for every pair (soft-margin programs; None for
+        hard margins and MaxEnt): C (or the program's own C_i) times ``slack_upweight`` on the
+        tightened pairs. ``MarginProgram(delta, required_margins, norm, C=prices)`` is the program
+        whose solution is ``theta`` (without the dual path).
     """
 
     theta: np.ndarray
@@ -140,6 +157,7 @@ class FAResult:
     weights: np.ndarray | None
     temperatures: np.ndarray | None
     stop_reason: str
+    prices: np.ndarray | None = None
 
 
 class _State:
@@ -147,6 +165,9 @@ class _State:
 
     def __init__(self, program):
         self.program = program
+        # multiplicative factors on the slack prices (soft margins); None until one is raised, so
+        # that an FA run without slack_upweight solves exactly the programs it always did
+        self.price_factors = None
         if isinstance(program, MarginProgram):
             self.margins = program.margins.copy()
         else:
@@ -159,8 +180,26 @@ class _State:
 
     def full_program(self):
         if self.is_margin:
-            return self.program.with_margins(self.margins)
+            program = self.program.with_margins(self.margins)
+            if self.price_factors is not None:
+                program = program.with_prices(self.program.prices * self.price_factors)
+            return program
         return self.program.with_weights(self.weights, self.temperatures)
+
+    def raise_prices(self, rows, factor: float) -> None:
+        """C_j ← C_j·factor on ``rows`` (soft-margin programs with factor > 1; otherwise nothing)."""
+        if not self.is_margin or self.program.hard or factor == 1:
+            return
+        if self.price_factors is None:
+            self.price_factors = np.ones(self.program.n_pairs)
+        self.price_factors[rows] *= factor
+
+    def prices(self):
+        """The full program's C_i (None for hard margins and MaxEnt)."""
+        if not self.is_margin or self.program.hard:
+            return None
+        prices = self.program.prices
+        return prices if self.price_factors is None else prices * self.price_factors
 
 
 def _require_certified(solution: Solution, context: str) -> Solution:
@@ -247,6 +286,8 @@ def run_fa(
         for (train, _), fold_program, fold_backend in zip(folds, fold_programs, fold_backends):
             if state.is_margin:
                 edited = fold_program.with_margins(state.margins[train])
+                if state.price_factors is not None:
+                    edited = edited.with_prices(state.prices()[train])
             else:
                 edited = fold_program.with_weights(state.weights[train], state.temperatures[train])
             thetas.append(_require_certified(fold_backend.solve(edited), "out-of-fold fit").theta)
@@ -285,7 +326,7 @@ def run_fa(
             step = tightening.margin_step
             solution, step, note = _tighten_margins(
                 state, new_arr, step, tightening.backoff, backend, solution, tightened, dual_path,
-                base.theta, correction_penalty_value,
+                base.theta, correction_penalty_value, tightening.slack_upweight,
             )
             record.step = step
             record.note = note
@@ -334,6 +375,7 @@ def run_fa(
         weights=None if state.is_margin else state.weights.copy(),
         temperatures=None if state.is_margin else state.temperatures.copy(),
         stop_reason=stop_reason,
+        prices=state.prices(),
     )
 
 
@@ -358,6 +400,11 @@ def _round_program(state: _State, tightened, dual_path: bool, base_theta, correc
         C = state.program.C
         if C is not None and correction_penalty is not None:
             C = correction_penalty
+        elif state.program.per_pair_prices:
+            C = C[rows]
+        if C is not None and state.price_factors is not None:
+            # the correction's slack prices carry the same factors as the full program's
+            C = np.broadcast_to(np.asarray(C, dtype=np.float64), rows.shape) * state.price_factors[rows]
         return MarginProgram(state.program.delta[rows], state.margins[rows] - offsets, state.program.norm, C)
     reg = correction_penalty if correction_penalty is not None else state.program.reg
     return MaxEntProgram(
@@ -373,21 +420,32 @@ def _solve_round(state, backend, previous, tightened, dual_path, base_theta, cor
 
 
 def _tighten_margins(state, new, step, backoff, backend, previous, tightened, dual_path, base_theta,
-                     correction_penalty):
-    """Raise the margins of ``new`` by ``step``; on hard-margin infeasibility back off to the LP optimum.
+                     correction_penalty, slack_upweight=1.0):
+    """Raise the margins of ``new`` by ``step`` (and, for soft margins with ``slack_upweight > 1``,
+    their slack prices by that factor); on hard-margin infeasibility back off to the LP optimum.
 
     Returns (solution, step used, note). A step of 0.0 means no positive tightening is admissible
     for these pairs; the previous solution is returned unchanged.
+
+    The back-off concerns hard margins only (a soft program is always feasible), and prices only
+    exist for soft margins, so the two never meet; the prices are still restored with the margins.
     """
     before = state.margins.copy()
+    before_factors = None if state.price_factors is None else state.price_factors.copy()
     state.margins[new] += step
+    state.raise_prices(new, slack_upweight)
+    priced = state.price_factors is not None and slack_upweight != 1
     candidate = tightened | set(new.tolist())
     try:
         solution = _solve_round(state, backend, previous, candidate, dual_path, base_theta, correction_penalty)
         tightened.update(new.tolist())
-        return solution, step, f"margin +{step:g} on {new.size} pair(s)"
+        note = f"margin +{step:g} on {new.size} pair(s)"
+        if priced:
+            note += f", slack price x{slack_upweight:g}"
+        return solution, step, note
     except InfeasibleError as exc:
         state.margins[:] = before
+        state.price_factors = before_factors
         program = state.full_program()
         largest = max_admissible_tightening(program.delta, program.margins, new, upper=step)
         if not np.isfinite(largest) or largest >= step * (1 - 1e-9):
@@ -403,6 +461,7 @@ def _tighten_margins(state, new, step, backoff, backend, previous, tightened, du
             )
         used = backoff * largest
         state.margins[new] += used
+        state.raise_prices(new, slack_upweight)  # a no-op: only hard margins get here
         solution = _solve_round(state, backend, previous, candidate, dual_path, base_theta, correction_penalty)
         tightened.update(new.tolist())
         return solution, used, (

@@ -4,7 +4,9 @@ Conventions (Δ = ``delta``, one row per preference pair):
 
 * :class:`MarginProgram` with ``norm="l2"`` (``mm-qp``)::
 
-      min ½‖θ‖₂² (+ C Σ ξ_i)   s.t.  Δ_i θ ≥ m_i (− ξ_i),  ξ ≥ 0
+      min ½‖θ‖₂² (+ Σ C_i ξ_i)   s.t.  Δ_i θ ≥ m_i (− ξ_i),  ξ ≥ 0
+
+  with one slack price C for every pair or a price C_i per pair.
 
 * ``norm="l1"`` / ``norm="linf"`` (``mm-lp``): the same constraints with ‖θ‖₁ or ‖θ‖_∞ as objective.
 * :class:`MaxEntProgram` (``maxent``, Bradley–Terry)::
@@ -86,8 +88,11 @@ class MarginProgram(_Rows):
         Required margin m_i of each pair.
     norm : {"l2", "l1", "linf"}
         Objective: ½‖θ‖₂² (QP) or ‖θ‖₁ / ‖θ‖_∞ (LP).
-    C : float or None
-        Slack penalty; None gives the hard-margin program.
+    C : float, (n,) array or None
+        Slack penalty (price of a unit of slack): one value for every pair, or one positive
+        finite price C_i per pair (the objective is then ``Σ C_i ξ_i``; the FA loop raises the
+        prices of failures, see :class:`fairl_opt.fa.Tightening`). An array is copied. None gives
+        the hard-margin program.
 
     Examples
     --------
@@ -100,14 +105,26 @@ class MarginProgram(_Rows):
     delta: np.ndarray
     margins: np.ndarray | float | None = None
     norm: str = "l2"
-    C: float | None = None
+    C: float | np.ndarray | None = None
 
     def __post_init__(self):
         delta = _check_delta(self.delta)
         if self.norm not in NORMS:
             raise DataError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.C is not None and not (np.isfinite(self.C) and self.C > 0):
-            raise DataError(f"C must be positive and finite (or None for a hard margin), got {self.C}")
+        if self.C is not None and np.ndim(self.C) == 0:
+            if not (np.isfinite(self.C) and self.C > 0):
+                raise DataError(f"C must be positive and finite (or None for a hard margin), got {self.C}")
+        elif self.C is not None:
+            # per-pair prices: always a private copy (the caller may keep editing its array)
+            try:
+                prices = np.array(self.C, dtype=np.float64, copy=True)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"C must be a positive number or an array of per-pair prices: {exc}") from None
+            if prices.shape != (delta.shape[0],):
+                raise DataError(
+                    f"C must be a scalar or have one price per pair ({delta.shape[0]}), got shape {prices.shape}"
+                )
+            object.__setattr__(self, "C", _per_pair("C", prices, delta.shape[0], 1.0, positive=True))
         object.__setattr__(self, "delta", delta)
         object.__setattr__(self, "margins", _per_pair("margins", self.margins, delta.shape[0], 1.0))
 
@@ -119,15 +136,34 @@ class MarginProgram(_Rows):
     def hard(self) -> bool:
         return self.C is None
 
+    @property
+    def per_pair_prices(self) -> bool:
+        """Whether C is an array of per-pair prices (False for a scalar C and for hard margins)."""
+        return isinstance(self.C, np.ndarray)
+
+    @property
+    def prices(self) -> np.ndarray | None:
+        """C_i for every pair as a new (n,) array (a scalar C repeated); None for a hard margin."""
+        if self.hard:
+            return None
+        if self.per_pair_prices:
+            return self.C.copy()
+        return np.full(self.n_pairs, float(self.C))
+
     def with_margins(self, margins) -> "MarginProgram":
-        """The same program with new required margins (the FA loop's only edit)."""
+        """The same program with new required margins (the FA loop's main edit)."""
         # a copy: callers (the FA loop) keep editing their own array
         return replace(self, margins=np.array(margins, dtype=np.float64, copy=True))
+
+    def with_prices(self, C) -> "MarginProgram":
+        """The same program with a new slack price: a scalar, per-pair prices (copied) or None (hard)."""
+        return replace(self, C=C)
 
     def restrict(self, rows) -> "MarginProgram":
         """The program on a subset of pairs (for out-of-fold fits and dual-path corrections)."""
         rows = np.asarray(rows, dtype=np.int64)
-        return MarginProgram(self.delta[rows], self.margins[rows], self.norm, self.C)
+        C = self.C[rows] if self.per_pair_prices else self.C
+        return MarginProgram(self.delta[rows], self.margins[rows], self.norm, C)
 
     def regulariser(self, theta: np.ndarray) -> float:
         if self.norm == "l2":
@@ -141,7 +177,9 @@ class MarginProgram(_Rows):
     def objective(self, theta: np.ndarray) -> float:
         """Primal objective at θ (for soft margins with the optimal slacks ξ(θ))."""
         value = self.regulariser(theta)
-        if not self.hard:
+        if self.per_pair_prices:
+            value += float(self.C @ self.slacks(theta))
+        elif not self.hard:
             value += self.C * float(self.slacks(theta).sum())
         return value
 
@@ -152,9 +190,11 @@ class MarginProgram(_Rows):
     def dual_objective(self, alpha: np.ndarray) -> float:
         """A lower bound on the optimum from any multipliers α (projected to be dual feasible).
 
-        α is clipped to [0, C] (or [0, ∞) for hard margins). For the QP the dual is
+        α_i is clipped to [0, C_i] (or [0, ∞) for hard margins). For the QP the dual is
         ``mᵀα − ½‖Δᵀα‖²``; for the LPs it is ``mᵀα`` over the dual-norm ball ‖Δᵀα‖_* ≤ 1, so α is
-        scaled down into the ball first (scaling by a factor ≤ 1 keeps α ≤ C).
+        scaled down into the ball first (scaling by a factor ≤ 1 keeps α_i ≤ C_i). The prices enter
+        the dual only through the box: for per-pair prices the dual is the same function over
+        0 ≤ α_i ≤ C_i.
         """
         alpha = self.project_dual(alpha)
         g = self.delta.T @ alpha

@@ -10,7 +10,8 @@ from numba import njit
 def dual_coordinate_descent(delta, margins, upper, alpha, theta, qdiag, max_epochs, tol, seed):
     """Dual coordinate descent for the margin QP (liblinear's method, no shrinking).
 
-    Minimises ``½‖Δᵀα‖² − mᵀα`` over ``0 ≤ α ≤ upper`` (``upper = inf`` for a hard margin), keeping
+    Minimises ``½‖Δᵀα‖² − mᵀα`` over ``0 ≤ α_i ≤ upper_i``: ``upper`` is an (n,) array of the
+    per-pair bounds (C repeated for one slack price, ``inf`` for a hard margin), keeping
     ``theta = Δᵀα`` up to date in place. Each epoch visits the rows in a fresh random order.
 
     Returns the number of epochs run; stops when the spread of the projected gradient
@@ -32,9 +33,10 @@ def dual_coordinate_descent(delta, margins, upper, alpha, theta, qdiag, max_epoc
             for c in range(d):
                 g += row[c] * theta[c]
             a = alpha[i]
+            u = upper[i]
             if a <= 0.0:
                 pg = min(g, 0.0)
-            elif a >= upper:
+            elif a >= u:
                 pg = max(g, 0.0)
             else:
                 pg = g
@@ -43,7 +45,7 @@ def dual_coordinate_descent(delta, margins, upper, alpha, theta, qdiag, max_epoc
             if pg < pg_min:
                 pg_min = pg
             if pg != 0.0:
-                new = min(max(a - g / qdiag[i], 0.0), upper)
+                new = min(max(a - g / qdiag[i], 0.0), u)
                 step = new - a
                 if step != 0.0:
                     for c in range(d):
@@ -59,5 +61,5 @@ def warm_up() -> None:
     delta = np.array([[1.0, 0.0], [0.0, 1.0]])
     for dtype in (np.float64, np.float32):
         dual_coordinate_descent(
-            delta.astype(dtype), np.ones(2), np.inf, np.zeros(2), np.zeros(2), np.ones(2), 2, 0.0, 0
+            delta.astype(dtype), np.ones(2), np.full(2, np.inf), np.zeros(2), np.zeros(2), np.ones(2), 2, 0.0, 0
         )

@@ -1,6 +1,7 @@
 """A dense interior-point solver for the margin QP's dual, a box-constrained QP of low rank.
 
-``min ½‖Δᵀα‖² − mᵀα  s.t.  0 ≤ α ≤ u``   (u = C, or ∞ for a hard margin), θ = Δᵀα.
+``min ½‖Δᵀα‖² − mᵀα  s.t.  0 ≤ α ≤ u``   (u = C, per-pair prices C_i, or ∞ for a hard margin),
+θ = Δᵀα.
 
 Mehrotra predictor–corrector. Each Newton system ``(ΔΔᵀ + D) dα = r`` (D diagonal) is solved by the
 Sherman–Morrison–Woodbury identity through the d×d matrix ``I + Δᵀ D⁻¹ Δ`` (Ferris & Munson, 2002),
@@ -31,8 +32,8 @@ def solve_box_qp(delta, margins, upper, *, gap_tol=1e-10, max_iter=100) -> BoxQP
     ----------
     delta : (k, d) array
     margins : (k,) array
-    upper : float
-        C (soft) or ``np.inf`` (hard).
+    upper : float or (k,) array
+        C (soft), ``np.inf`` (hard), or one positive finite bound C_i per row (per-pair prices).
     gap_tol : float
         Stop when the relative duality gap of the margin program is below this.
 
@@ -43,13 +44,20 @@ def solve_box_qp(delta, margins, upper, *, gap_tol=1e-10, max_iter=100) -> BoxQP
     """
     k, d = delta.shape
     m = np.asarray(margins, dtype=np.float64)
+    if np.ndim(upper) != 0:
+        upper = np.asarray(upper, dtype=np.float64)
+        if upper.shape != (k,) or not (np.isfinite(upper).all() and (upper > 0).all()):
+            raise ValueError(f"upper must be a scalar or {k} positive finite bounds, got shape {upper.shape}")
     row_sq = np.einsum("ij,ij->i", delta, delta, dtype=np.float64)
     # Normalise (implicitly: Δ is never copied). With Δ = rΔ̃ (r = rms row norm) and m = t·m̃, the
     # dual in β = r²α/t is the same box QP with upper bound r²C/t. Choosing t = r²C (soft) puts the
     # box at [0, 1]; t = max|m| (hard) puts the margins at O(1). The scaled objective is r²/t²
-    # times the original, so the certificate's floor max(1, |P|) becomes r²/t².
+    # times the original, so the certificate's floor max(1, |P|) becomes r²/t². Per-pair bounds C_i
+    # use t = r² max_i C_i: the box becomes [0, C_i / max C] ⊆ [0, 1].
     r = float(np.sqrt(row_sq.mean())) if row_sq.mean() > 0 else 1.0
-    if np.isfinite(upper):
+    if np.ndim(upper) == 1:
+        t = r * r * float(upper.max())
+    elif np.isfinite(upper):
         t = r * r * upper
     else:
         t = float(np.abs(m).max()) or 1.0
@@ -61,8 +69,11 @@ def solve_box_qp(delta, margins, upper, *, gap_tol=1e-10, max_iter=100) -> BoxQP
 
 def _ipm(delta, r, m, row_sq, upper, gap_tol, max_iter, floor) -> BoxQPResult:
     k, d = delta.shape
-    finite = bool(np.isfinite(upper))
-    if finite:
+    per_pair = np.ndim(upper) == 1  # per-pair bounds (always finite)
+    finite = per_pair or bool(np.isfinite(upper))
+    if per_pair:
+        alpha = 0.5 * upper
+    elif finite:
         alpha = np.full(k, 0.5 * upper)
     else:
         alpha = np.maximum(np.abs(m), 1e-3) / np.maximum(row_sq, 1e-300)
@@ -85,7 +96,7 @@ def _ipm(delta, r, m, row_sq, upper, gap_tol, max_iter, floor) -> BoxQPResult:
         half = 0.5 * float(theta @ theta)
         dual = float(m @ alpha) - half
         if finite:
-            primal = half + upper * float(shortfall.sum())
+            primal = half + (float(upper @ shortfall) if per_pair else upper * float(shortfall.sum()))
             gap_ok = primal - dual <= gap_tol * max(floor, abs(primal))
             feasible = True
         else:

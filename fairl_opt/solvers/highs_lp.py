@@ -2,14 +2,16 @@
 
 Programs (``MarginProgram`` with ``norm="l1"`` or ``"linf"``, hard or soft margin)::
 
-    min ‖θ‖₁ or ‖θ‖_∞ (+ C Σ ξ_i)   s.t.  Δ_i θ (+ ξ_i) ≥ m_i,  ξ ≥ 0
+    min ‖θ‖₁ or ‖θ‖_∞ (+ Σ C_i ξ_i)   s.t.  Δ_i θ (+ ξ_i) ≥ m_i,  ξ ≥ 0
 
 What HiGHS is given: the LP DUAL of the program over a working set W of pairs (one column α_i per
 pair, d rows)::
 
-    l1:    max Σ_{i∈W} m_i α_i   s.t.  −1 ≤ Σ_i α_i Δ_ik ≤ 1  (k = 1..d),     0 ≤ α_i ≤ C
+    l1:    max Σ_{i∈W} m_i α_i   s.t.  −1 ≤ Σ_i α_i Δ_ik ≤ 1  (k = 1..d),     0 ≤ α_i ≤ C_i
     linf:  max Σ_{i∈W} m_i α_i   s.t.  Σ_i α_i Δ_ik − p_k + q_k = 0,  Σ_k (p_k + q_k) ≤ 1,
-                                       p, q ≥ 0,  0 ≤ α_i ≤ C                (C = ∞ when hard)
+                                       p, q ≥ 0,  0 ≤ α_i ≤ C_i              (C_i = ∞ when hard)
+
+(C_i = C for a scalar slack price, or the program's per-pair prices.)
 
 θ is read off the row duals (θ = −y[:d]; HiGHS minimises −mᵀα), α off the column values.
 
@@ -44,12 +46,13 @@ all 10000 pairs ≈ 50 s; soft: 346 s). So large LPs (n·d ≥ ``ipm_above``) wi
 W = all pairs; CG is the default for smaller LPs (simplex throughout) and for n ≫ d, where the
 active set (≤ d + 1 pairs for a hard margin at a vertex) is a small fraction of n.
 
-Warm re-solve (the FA loop edits margins only): ``solve(program, warm_start=prev)`` with the SAME
-``delta`` object keeps the Highs instance and changes the working-set COSTS in place
-(``changeColsCost``: the basis stays primal feasible, simplex hot start; ~2 s instead of ~7 s cold on
-the benchmark after tightening 5% of the margins), then continues the cutting-plane loop; a changed C
-only changes the α bounds. Any other change rebuilds the model, seeded with the warm solution's
-support and θ when the pair count matches.
+Warm re-solve (the FA loop edits margins, and soft-margin slack prices when ``slack_upweight > 1``):
+``solve(program, warm_start=prev)`` with the SAME ``delta`` object keeps the Highs instance and
+changes the working-set COSTS in place (``changeColsCost``: the basis stays primal feasible, simplex
+hot start; ~2 s instead of ~7 s cold on the benchmark after tightening 5% of the margins), then
+continues the cutting-plane loop; changed prices C_i only change the α bounds
+(``changeColsBounds``). Any other change rebuilds the model, seeded with the warm solution's support
+and θ when the pair count matches.
 """
 
 from __future__ import annotations
@@ -194,7 +197,7 @@ class HighsLP(Backend):
         self._delta = program.delta
         self._norm = program.norm
         self._hard = program.hard
-        self._C = program.C
+        self._prices = program.prices  # C_i per pair (None for hard margins)
         D = np.ascontiguousarray(program.delta, dtype=np.float64)
         self._D = D
         n, d = D.shape
@@ -250,7 +253,7 @@ class HighsLP(Backend):
         return np.argpartition(score, k - 1)[:k]
 
     def _add_pairs(self, program: MarginProgram, rows: np.ndarray) -> None:
-        """Columns α_i for ``rows``: entries Δ_i in the first d rows, cost −m_i, 0 ≤ α_i ≤ C."""
+        """Columns α_i for ``rows``: entries Δ_i in the first d rows, cost −m_i, 0 ≤ α_i ≤ C_i."""
         rows = np.asarray(rows, dtype=np.int64)
         k = len(rows)
         if k == 0:
@@ -263,7 +266,7 @@ class HighsLP(Backend):
         starts = np.zeros(k, dtype=np.int32)
         np.cumsum(counts[:-1], out=starts[1:])
         index = np.broadcast_to(np.arange(d, dtype=np.int32), (k, d))[keep]
-        upper = np.full(k, INF if program.hard else float(program.C))
+        upper = np.full(k, INF) if program.hard else self._prices[rows]
         self._highs.addCols(
             k, -program.margins[rows], np.zeros(k), upper, int(counts.sum()), starts, index, values[keep]
         )
@@ -272,15 +275,18 @@ class HighsLP(Backend):
         self._in_ws[rows] = True
 
     def _update(self, program: MarginProgram) -> None:
-        """Same Δ: new margins as α costs (and new C as α bounds), in place; the basis is kept."""
+        """Same Δ: new margins as α costs (and new prices C_i as α bounds), in place; the basis is kept."""
         k = len(self._ws)
         self._shift = np.zeros(k)
+        prices = program.prices
         if k:
             cols = (self._base_cols + np.arange(k)).astype(np.int32)
             self._highs.changeColsCost(k, cols, -program.margins[self._ws])
-            if not program.hard and program.C != self._C:
-                self._highs.changeColsBounds(k, cols, np.zeros(k), np.full(k, float(program.C)))
-        self._C = program.C
+            if not program.hard:
+                changed = prices[self._ws] != self._prices[self._ws]
+                if changed.any():
+                    self._highs.changeColsBounds(k, cols, np.zeros(k), prices[self._ws])
+        self._prices = prices
 
     def _refine(self, program: MarginProgram, ws_violation: np.ndarray, refine_tol: float) -> bool:
         """Hard margins: raise the margin of working-set pairs that numpy finds violated.

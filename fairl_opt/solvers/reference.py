@@ -1,8 +1,9 @@
 """The reference backend: cvxpy with Clarabel (QP, exponential cone) and HiGHS (LP).
 
-Margins enter as a cvxpy Parameter, so a re-solve after the FA loop edits margins reuses the
-canonicalised problem (cvxpy's DPP cache) instead of rebuilding it. The certificate is computed from
-θ and the constraint duals by :func:`fairl_opt.solvers.certificate.certify`.
+Margins (and per-pair slack prices) enter as cvxpy Parameters, so a re-solve after the FA loop
+edits margins or prices reuses the canonicalised problem (cvxpy's DPP cache) instead of rebuilding
+it. The certificate is computed from θ and the constraint duals by
+:func:`fairl_opt.solvers.certificate.certify`.
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ class CvxpyBackend(Backend):
 
     # -- max-margin ------------------------------------------------------------------------------
     def _margin_problem(self, program: MarginProgram):
-        key = (program.norm, program.C, program.delta.shape)
+        # a scalar C is a constant of the problem (part of the key); per-pair prices are a
+        # Parameter like the margins, so the FA loop's price edits also re-use the problem
+        per_pair = program.per_pair_prices
+        key = (program.norm, "per-pair" if per_pair else program.C, program.delta.shape)
         if self._cache is not None and self._cache[0] == key and self._cache[1] is program.delta:
             return self._cache[2:]
         n, d = program.delta.shape
         theta = cp.Variable(d)
         margins = cp.Parameter(n)
+        prices = cp.Parameter(n, nonneg=True) if per_pair else None
         delta = np.asarray(program.delta, dtype=np.float64)
         if program.norm == "l2":
             reg = 0.5 * cp.sum_squares(theta)
@@ -65,14 +70,16 @@ class CvxpyBackend(Backend):
         else:
             slack = cp.Variable(n, nonneg=True)
             constraint = delta @ theta + slack >= margins
-            objective = reg + program.C * cp.sum(slack)
+            objective = reg + (prices @ slack if per_pair else program.C * cp.sum(slack))
         problem = cp.Problem(cp.Minimize(objective), [constraint])
-        self._cache = (key, program.delta, problem, theta, margins, constraint)
-        return problem, theta, margins, constraint
+        self._cache = (key, program.delta, problem, theta, margins, prices, constraint)
+        return problem, theta, margins, prices, constraint
 
     def _solve_margin(self, program: MarginProgram) -> Solution:
-        problem, theta, margins, constraint = self._margin_problem(program)
+        problem, theta, margins, prices, constraint = self._margin_problem(program)
         margins.value = program.margins
+        if prices is not None:
+            prices.value = program.C
         solver = cp.CLARABEL if program.norm == "l2" else cp.HIGHS
         options = CLARABEL_OPTIONS if solver == cp.CLARABEL else HIGHS_OPTIONS
         seconds, status = _run(problem, solver, options)

@@ -1,9 +1,9 @@
 """Exact max-margin QP (``mm-qp``) by cutting planes over a working set of pairs.
 
-The dual of ``min ½‖θ‖² + C Σ ξ_i s.t. Δ_iθ ≥ m_i − ξ_i, ξ ≥ 0`` is the box QP
-``max mᵀα − ½‖Δᵀα‖², 0 ≤ α ≤ C`` (C = ∞ for a hard margin), θ = Δᵀα. Pairs with α_i = 0 do not
-shape θ, so the program restricted to a working set W that holds every support pair has the same
-solution. The loop:
+The dual of ``min ½‖θ‖² + Σ C_i ξ_i s.t. Δ_iθ ≥ m_i − ξ_i, ξ ≥ 0`` is the box QP
+``max mᵀα − ½‖Δᵀα‖², 0 ≤ α_i ≤ C_i`` (C_i = C for one slack price, ∞ for a hard margin),
+θ = Δᵀα. Pairs with α_i = 0 do not shape θ, so the program restricted to a working set W that
+holds every support pair has the same solution. The loop:
 
 1. pick W: every pair when n is moderate; the support of the previous solution (FA rounds, warm);
    or, for large n, the pairs that a few epochs of dual coordinate descent (a Numba kernel, O(d)
@@ -76,7 +76,9 @@ class WorkingSetQP(Backend):
         start = time.perf_counter()
         delta, margins = program.delta, program.margins
         n = program.n_pairs
-        upper = np.inf if program.hard else float(program.C)
+        # the dual box: a scalar (∞ or C) or, for per-pair prices, the (n,) array C_i
+        upper = np.inf if program.hard else (program.C if program.per_pair_prices else float(program.C))
+        per_pair = np.ndim(upper) == 1
         scale = max(1.0, float(np.abs(margins).max()))
         tol = 1e-9 * scale
         work = self._initial_working_set(program, upper, warm_start)
@@ -86,7 +88,8 @@ class WorkingSetQP(Backend):
         for round_ in range(1, self.max_rounds + 1):
             rows = np.flatnonzero(work)
             full = rows.size == n  # no row copy when every pair is in the working set
-            result = solve_box_qp(delta if full else delta[rows], margins[rows], upper)
+            box = (upper if full else upper[rows]) if per_pair else upper
+            result = solve_box_qp(delta if full else delta[rows], margins[rows], box)
             self.last_ipm_iterations_ += result.iterations
             if result.status == "unbounded":
                 if find_conflict(delta, margins) is not None:
@@ -138,7 +141,8 @@ class WorkingSetQP(Backend):
         alpha = np.zeros(n)
         theta = np.zeros(program.dim)
         qdiag = np.einsum("ij,ij->i", delta, delta, dtype=np.float64)
-        dual_coordinate_descent(delta, margins, upper, alpha, theta, qdiag, self.screening_epochs, 0.0, 0)
+        bounds = np.array(upper, dtype=np.float64) if np.ndim(upper) == 1 else np.full(n, float(upper))
+        dual_coordinate_descent(delta, margins, bounds, alpha, theta, qdiag, self.screening_epochs, 0.0, 0)
         slack = delta @ theta - margins
         # the support candidates: on or inside the margin, with a band for the screening's error
         band = np.quantile(np.abs(slack), min(1.0, (2 * program.dim + 50) / n))
