@@ -193,6 +193,19 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _cache(cache_dir, prefix: str):
+    """(cache directory, TemporaryDirectory or None): ``cache_dir`` created, or a temporary one."""
+    import tempfile
+
+    tmp = None
+    if cache_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        cache_dir = tmp.name
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache, tmp
+
+
 def _chunk_key(*parts) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -298,20 +311,13 @@ def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: i
     more texts appended) recomputes only what is missing, and a changed text is never served stale.
     ``workers`` processes (one thread each) share the chunks.
     """
-    import tempfile
-
     texts = [str(t) for t in texts]
     if not texts:
         raise DataError("texts is empty: nothing to embed")
     if workers < 1:
         raise DataError(f"workers must be >= 1, got {workers}")
     spec = resolve_model(model)
-    tmp = None
-    if cache_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="fairl-embed-")
-        cache_dir = tmp.name
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache, tmp = _cache(cache_dir, "fairl-embed-")
     chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
     keys = [_chunk_key("embed-v2", spec.fingerprint(), max_length, chunk) for chunk in chunks]
     paths = [cache / f"emb-{key}.npy" for key in keys]
@@ -402,14 +408,7 @@ def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, ca
     if n_samples < 1:
         raise DataError(f"n_samples must be >= 1, got {n_samples}")
     spec = resolve_model(model)
-    import tempfile
-
-    tmp = None
-    if cache_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="fairl-gen-")
-        cache_dir = tmp.name
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache, tmp = _cache(cache_dir, "fairl-gen-")
     n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
     keys = [
         _chunk_key("gen-v2", spec.fingerprint(), config.as_dict(), seed, c, n_samples,

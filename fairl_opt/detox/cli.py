@@ -13,25 +13,20 @@ from fairl_opt.exceptions import DataError
 
 def _read_texts(path) -> list[str]:
     """Texts from a .txt (one per line) or a .jsonl (field ``text``, else ``completion``)."""
+    from fairl_opt.detox.prompts import iter_jsonl
+
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"input file {path} does not exist")
     texts = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if path.suffix == ".jsonl":
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                text = obj.get("text", obj.get("completion")) if isinstance(obj, dict) else None
-                if not isinstance(text, str):
-                    raise DataError(f"{path}:{lineno}: no string field 'text' or 'completion'")
-                texts.append(text)
-            else:
-                texts.append(line.rstrip("\n"))
+    if path.suffix == ".jsonl":
+        for lineno, obj in iter_jsonl(path, "input file"):
+            text = obj.get("text", obj.get("completion")) if isinstance(obj, dict) else None
+            if not isinstance(text, str):
+                raise DataError(f"{path}:{lineno}: no string field 'text' or 'completion'")
+            texts.append(text)
+    else:
+        if not path.exists():
+            raise DataError(f"input file {path} does not exist")
+        texts = path.read_text(encoding="utf-8").splitlines()
     if not texts:
         raise DataError(f"{path} holds no texts")
     return texts

@@ -111,6 +111,22 @@ def build_prompts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     return [chosen[i][0] for i in order], [chosen[i][1] for i in order]
 
 
+def iter_jsonl(path, what: str = "file"):
+    """(line number, object) for each non-blank line of a JSONL file; DataError naming the line that
+    is not JSON, or the file when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what} {path} does not exist")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+
+
 def load_rtp_jsonl(path, limit: int | None = None) -> tuple[list[str], list[str]]:
     """Prompts from a RealToxicityPrompts-format JSONL (``{"prompt": {"text": ...}, "challenging": ...}``).
 
@@ -123,31 +139,22 @@ def load_rtp_jsonl(path, limit: int | None = None) -> tuple[list[str], list[str]
         Naming the line at fault: not JSON, no prompt text, or an empty prompt; or an empty file.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"prompt file {path} does not exist")
     prompts, families, seen = [], [], set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            prompt = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
-            if isinstance(prompt, dict):
-                prompt = prompt.get("text")
-            if not isinstance(prompt, str):
-                raise DataError(f"{path}:{lineno}: no prompt text (expected prompt.text, prompt or text)")
-            if not prompt.strip():
-                raise DataError(f"{path}:{lineno}: the prompt is empty")
-            if prompt in seen:
-                continue
-            seen.add(prompt)
-            prompts.append(prompt)
-            families.append("challenging" if obj.get("challenging") else "rtp")
-            if limit is not None and len(prompts) >= limit:
-                break
+    for lineno, obj in iter_jsonl(path, "prompt file"):
+        prompt = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
+        if isinstance(prompt, dict):
+            prompt = prompt.get("text")
+        if not isinstance(prompt, str):
+            raise DataError(f"{path}:{lineno}: no prompt text (expected prompt.text, prompt or text)")
+        if not prompt.strip():
+            raise DataError(f"{path}:{lineno}: the prompt is empty")
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        prompts.append(prompt)
+        families.append("challenging" if obj.get("challenging") else "rtp")
+        if limit is not None and len(prompts) >= limit:
+            break
     if not prompts:
         raise DataError(f"{path} holds no prompts")
     return prompts, families
