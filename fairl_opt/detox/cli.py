@@ -72,8 +72,14 @@ def cmd_generate(args) -> int:
 def cmd_run(args) -> int:
     from fairl_opt.detox.experiment import run_experiment
 
-    run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,
-                   geometry=not args.no_geometry)
+    from fairl_opt.detox.report import ablation_headline, difference_table, main_table
+
+    summary = run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,
+                             geometry=not args.no_geometry)
+    if not args.quiet:
+        table, plain = difference_table(summary)
+        print(main_table(summary), "", table, *plain, "", ablation_headline(summary), "",
+              f"report: {Path(args.out) / 'report.md'}", sep="\n")
     return 0
 
 
