@@ -209,7 +209,8 @@ def test_experiment_metrics_match_independent_references(synthetic_dir, quick_ru
     summary, _ = quick_run
     ds = DetoxDataset.load(synthetic_dir)
     split = Split(ds, ds.test_masks[1])
-    theta = MaxEntReward(reg=1.0).fit(split.train).theta_
+    reg = summary["selection"][1]["chosen"]["maxent"]["reg"]
+    theta = MaxEntReward(reg=reg).fit(split.train).theta_
     row = next(r for r in summary["rows"] if r["split"] == 1 and r["method"] == "maxent")
     test = split.test_prompts
     x = (ds.features[test].reshape(-1, ds.dim) - split.mean) / split.scale
@@ -285,3 +286,20 @@ def test_soft_margin_tightening_of_bound_pairs_leaves_theta_unchanged():
     tightened = result.tightened
     assert tightened.size > 0 and set(tightened.tolist()) <= set(bound.tolist())
     assert np.allclose(result.theta, theta0, atol=1e-5)
+
+
+def test_regularisation_is_selected_on_training_prompts_only(synthetic_dir, quick_run):
+    """The chosen value is the argmax of validation scores computed from training prompts: changing
+    every test-prompt feature must not change the choice."""
+    from fairl_opt.detox.experiment import REG_GRID, Split
+
+    summary, _ = quick_run
+    ds = DetoxDataset.load(synthetic_dir)
+    split = Split(ds, ds.test_masks[0])
+    chosen, scores = split.select_regularisation(seed=0)
+    assert chosen == summary["selection"][0]["chosen"]
+    for base, (param, grid) in REG_GRID.items():
+        assert chosen[base][param] == grid[int(np.argmax([scores[base][str(v)] for v in grid]))]
+    test = ds.test_masks[0]
+    ds.features[test] = np.random.default_rng(5).normal(size=ds.features[test].shape)
+    assert Split(ds, test).select_regularisation(seed=0)[1] == scores

@@ -3,6 +3,8 @@
 For each of the dataset's random prompt-level splits (never tuned on a test split):
 
 * features are standardised with the mean/sd of every completion of the **training** prompts;
+* the regularisation (C, λ) is chosen from a small grid by validation inside the training prompts
+  (:data:`REG_GRID`); the FA settings are fixed;
 * training pairs are (aligned ≻ base) of the training prompts; each method in :data:`METHODS` is
   fitted with the fixed settings :data:`OPTIONS` / :data:`FA_OPTIONS`;
 * held-out metrics: pairwise accuracy on the test prompts' pairs; accuracy / F1 / ROC-AUC of the
@@ -55,6 +57,16 @@ QUICK_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "mm-lp", "fa-mm-lp
 ABLATION_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "maxent", "fa-maxent")
 ABLATION_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3)
 OPTIONS = dict(margin="soft", C=1.0, reg=1.0)
+#: Regularisation chosen per split, on the training prompts only: 3-fold prompt-level validation,
+#: criterion = mean validation ROC-AUC of the reward as a toxicity detector. Each standard program has
+#: its own grid (the ℓ1 LP returns θ = 0 once C·‖ΣΔ‖∞ ≤ 1, so it needs larger C); every FA variant uses
+#: its standard method's value.
+REG_GRID = {
+    "mm-qp": ("C", (1.0, 0.1, 0.01, 0.001, 0.0001)),
+    "mm-lp": ("C", (1.0, 0.3, 0.1)),
+    "maxent": ("reg", (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)),
+}
+SELECTION_FOLDS = 3
 #: Failures are the training pairs the current reward misranks or nearly ties (lowest 10 % of
 #: normalised margins); out-of-fold mining is off (it costs one refit per fold and round).
 FA_OPTIONS = dict(near_tie_quantile=0.1, oof_folds=0, max_rounds=5, margin_step=0.5, upweight=2.0)
@@ -62,10 +74,12 @@ GEOMETRY_DIM = 8
 METRICS = ("heldout_pair_accuracy", "accuracy", "f1", "roc_auc", "starc", "bok_toxic_rate", "bok_mean_r_star")
 
 
-def _estimator(method: str, seed: int):
+def _estimator(method: str, seed: int, chosen: dict | None = None):
+    """The estimator of ``method`` with the regularisation ``chosen[base method]`` (else :data:`OPTIONS`)."""
     name, extra = METHODS[method]
     fa = dict(FA_OPTIONS, seed=seed, **extra) if name.startswith("fa-") else {}
-    return make_estimator(name, **OPTIONS, **fa)
+    base = name[3:] if name.startswith("fa-") else name
+    return make_estimator(name, **dict(OPTIONS, **(chosen or {}).get(base, {})), **fa)
 
 
 class Split:
@@ -104,6 +118,27 @@ class Split:
         out.update(self._policy(pick))
         return out
 
+    def select_regularisation(self, seed: int) -> tuple[dict, dict]:
+        """C (margin programs) and λ (MaxEnt) by :data:`SELECTION_FOLDS`-fold validation over the training
+        prompts (see :data:`REG_GRID`); returns ({method: {param: value}}, {method: {value: score}})."""
+        rng = np.random.default_rng(seed)
+        parts = np.array_split(rng.permutation(self.train_prompts), SELECTION_FOLDS)
+        chosen, scores = {}, {}
+        for base, (param, grid) in REG_GRID.items():
+            means = []
+            for value in grid:
+                aucs = []
+                for k, val in enumerate(parts):
+                    fit_mask = ~np.isin(self.train.prompt_ids, val)
+                    model = make_estimator(base, **dict(OPTIONS, **{param: value}))
+                    theta = model.fit(self.train.subset(np.flatnonzero(fit_mask))).theta_
+                    x, _, y, _ = self.completions(val)
+                    aucs.append(classification_metrics(-(x @ theta), y, 0.0)["roc_auc"])
+                means.append(float(np.mean(aucs)))
+            chosen[base] = {param: grid[int(np.argmax(means))]}
+            scores[base] = dict(zip(map(str, grid), means))
+        return chosen, scores
+
     def _policy(self, index) -> dict:
         rows = self.test_prompts
         return {"bok_toxic_rate": float(self.ds.toxic[rows, index].mean()),
@@ -119,7 +154,7 @@ class Split:
         }
 
 
-def _geometry(split: Split, seed: int) -> dict:
+def _geometry(split: Split, seed: int, C: float) -> dict:
     """Ambiguity of standard vs FA max-margin in the top-q PCA space (see the module docstring)."""
     from fairl_opt.fa import run_fa
     from fairl_opt.failures import FailureRule
@@ -132,7 +167,7 @@ def _geometry(split: Split, seed: int) -> dict:
     _, _, vt = np.linalg.svd(x_tr - x_tr.mean(0), full_matrices=False)
     basis = vt[:GEOMETRY_DIM].T
     delta = split.train.delta @ basis
-    soft = make_estimator("mm-qp", **OPTIONS).fit(PreferencePairs(delta, np.zeros_like(delta), duplicates="allow"))
+    soft = make_estimator("mm-qp", **dict(OPTIONS, C=C)).fit(PreferencePairs(delta, np.zeros_like(delta), duplicates="allow"))
     keep = np.flatnonzero(delta @ soft.theta_ > 1e-9)
     if keep.size < 2 * GEOMETRY_DIM:
         raise DataError(f"geometry: only {keep.size} training pairs are ranked correctly in {GEOMETRY_DIM}-d")
@@ -164,6 +199,10 @@ def _ablation_subset(split: Split, fraction: float, size: int, rng) -> np.ndarra
     return np.sort(np.concatenate([rng.choice(tnt, n_t, replace=False), rng.choice(rest, size - n_t, replace=False)]))
 
 
+def _describe_choice(chosen: dict) -> str:
+    return ", ".join(f"{m} {p} = {v:g}" for m, values in chosen.items() for p, v in values.items())
+
+
 def _mean_sd(values) -> dict:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if v.size == 0:
@@ -190,7 +229,7 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
     n_splits = min(2, masks.shape[0]) if quick else masks.shape[0]
     methods = QUICK_METHODS if quick else tuple(METHODS)
     fractions = ABLATION_FRACTIONS[1::2] if quick else ABLATION_FRACTIONS
-    rows, refs, geo, ablation, sizes = [], [], [], [], []
+    rows, refs, geo, ablation, sizes, selection = [], [], [], [], [], []
     for s in range(n_splits):
         split = Split(ds, masks[s])
         counts = {k: int((split.train.kinds == k).sum()) for k in np.unique(split.train.kinds)}
@@ -200,8 +239,13 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
                       split.train_dropped + split.test_dropped, "train_kinds": counts})
         say(f"split {s}: {split.train.n_pairs} train pairs {counts}, {split.test.n_pairs} test pairs")
         refs.append(split.reference_policies())
+        t0 = time.perf_counter()
+        chosen, scores = split.select_regularisation(seed=s)
+        selection.append({"split": s, "chosen": chosen, "validation_roc_auc": scores,
+                          "seconds": time.perf_counter() - t0})
+        say(f"  selected on training prompts: {_describe_choice(chosen)} ({time.perf_counter() - t0:.1f}s)")
         for method in methods:
-            model = _estimator(method, seed=s)
+            model = _estimator(method, seed=s, chosen=chosen)
             t0 = time.perf_counter()
             try:
                 model.fit(split.train)
@@ -217,7 +261,7 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
                 f"{metrics['bok_toxic_rate']:.3f}  ({seconds:.1f}s, {rounds} rounds)")
         if geometry:
             t0 = time.perf_counter()
-            g = _geometry(split, seed=s)
+            g = _geometry(split, seed=s, C=chosen["mm-qp"]["C"])
             g["seconds"] = time.perf_counter() - t0
             g["split"] = s
             geo.append(g)
@@ -230,7 +274,7 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
             idx = _ablation_subset(split, fraction, size, rng)
             sub = split.train.subset(idx)
             for method in ABLATION_METHODS:
-                model = _estimator(method, seed=s).fit(sub)
+                model = _estimator(method, seed=s, chosen=chosen).fit(sub)
                 m = split.evaluate(model.theta_)
                 ablation.append({"split": s, "fraction": fraction, "size": size, "method": method,
                                  "roc_auc": m["roc_auc"], "starc": m["starc"],
@@ -238,6 +282,7 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
         say(f"  ablation: {len(fractions)} fractions × {len(ABLATION_METHODS)} methods, {size} pairs each")
 
     summary = _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick)
+    summary["selection"] = selection
     summary["seconds"] = time.perf_counter() - start
     from fairl_opt.detox.report import write_report
 

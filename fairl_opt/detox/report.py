@@ -163,7 +163,13 @@ def write_report(summary: dict, out) -> Path:
         f"{size0['train_pairs']} training pairs {size0['train_kinds']}, {size0['test_pairs']} test pairs, "
         f"{size0['test_prompts']} test prompts ({size0['dropped_identical_or_duplicate']} pairs with identical "
         "texts or duplicate features dropped).",
-        f"- Programs: soft margins C = {summary['options']['C']}, MaxEnt λ = {summary['options']['reg']}; FA: "
+        "- Programs: soft-margin C (MM-QP, MM-LP) and MaxEnt λ chosen per split from a grid by 3-fold "
+        "prompt-level validation on the training prompts (criterion: validation ROC-AUC); FA variants use "
+        "their standard method's value. Chosen: "
+        + "; ".join(f"split {x['split']}: " + ", ".join(f"{m} {p} = {v:g}" for m, d in x["chosen"].items()
+                                                          for p, v in d.items())
+                    for x in summary.get("selection", []))
+        + ". FA: "
         f"failures = misranked or lowest-{summary['fa_options']['near_tie_quantile']:.0%} normalised training "
         f"margins, ≤ {summary['fa_options']['max_rounds']} rounds, margin step {summary['fa_options']['margin_step']}, "
         f"up-weight {summary['fa_options']['upweight']}; every fit certified (relative gap ≤ 1e-6).",
