@@ -219,8 +219,9 @@ def pairwise_accuracy(theta, delta) -> float:
 # ---------------------------------------------------------------------------
 
 
-def fit_threshold(rewards, labels) -> float:
-    """Reward threshold that maximises accuracy of ``reward > threshold``.
+def fit_threshold(rewards, labels, criterion: str = "accuracy") -> float:
+    """Reward threshold that maximises accuracy (or, with ``criterion="f1"``, the F1 score of the
+    positive class) of ``reward > threshold``.
 
     The rule predicts the positive class (label 1) iff ``reward >
     threshold``.  Candidate thresholds are the midpoints between consecutive
@@ -267,8 +268,16 @@ def fit_threshold(rewards, labels) -> float:
     # values[j+1:], negative for values[:j+1]
     neg_le = np.concatenate(([0.0], np.cumsum(neg_at)))
     pos_gt = n_pos - np.concatenate(([0.0], np.cumsum(pos_at)))
-    correct = np.rint(neg_le + pos_gt).astype(np.int64)
-    j = int(np.argmax(correct)) - 1  # first maximum = smallest threshold
+    if criterion == "accuracy":
+        score = np.rint(neg_le + pos_gt).astype(np.int64)
+    elif criterion == "f1":
+        fp = (r.size - n_pos) - neg_le
+        fn = n_pos - pos_gt
+        denom = 2 * pos_gt + fp + fn
+        score = np.where(denom > 0, 2 * pos_gt / np.where(denom > 0, denom, 1.0), 0.0)
+    else:
+        raise ValueError(f"criterion must be 'accuracy' or 'f1', got {criterion!r}")
+    j = int(np.argmax(score)) - 1  # first maximum = smallest threshold
 
     lo, hi = float(values[0]), float(values[-1])
     if j == -1:

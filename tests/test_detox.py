@@ -303,3 +303,14 @@ def test_regularisation_is_selected_on_training_prompts_only(synthetic_dir, quic
     test = ds.test_masks[0]
     ds.features[test] = np.random.default_rng(5).normal(size=ds.features[test].shape)
     assert Split(ds, test).select_regularisation(seed=0)[1] == scores
+
+
+def test_parallel_splits_give_the_same_results(synthetic_dir, quick_run, tmp_path):
+    from fairl_opt.detox.experiment import run_experiment
+
+    summary, _ = quick_run
+    parallel = run_experiment(synthetic_dir, tmp_path, quick=True, progress=False, workers=2)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(parallel["rows"]) == strip(summary["rows"])
+    assert parallel["ablation"]["rows"] == summary["ablation"]["rows"]
+    assert [x["chosen"] for x in parallel["selection"]] == [x["chosen"] for x in summary["selection"]]

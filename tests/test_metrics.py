@@ -464,3 +464,21 @@ def test_epic_matches_pearson_formula(data):
     assert e == pytest.approx(np.sqrt(max(0.0, (1.0 - rho) / 2.0)), abs=1e-6)
     # both canonicalised vectors are centred, so EPIC is half of STARC
     assert e == pytest.approx(starc_distance(a, b, pids) / 2.0, abs=1e-9)
+
+
+def test_fit_threshold_f1_matches_brute_force_sklearn():
+    from sklearn.metrics import f1_score
+
+    from fairl_opt.metrics import fit_threshold
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        r = np.round(rng.normal(size=40), 1)
+        y = rng.random(40) < 0.15
+        y[0] = True
+        t = fit_threshold(r, y, criterion="f1")
+        cuts = np.concatenate(([r.min() - 1], np.unique(r)))
+        best = max(f1_score(y, r > c, zero_division=0) for c in cuts)
+        assert f1_score(y, r > t, zero_division=0) == pytest.approx(best)
+    with pytest.raises(ValueError, match="criterion"):
+        fit_threshold(r, y, criterion="auc")

@@ -75,7 +75,7 @@ def cmd_run(args) -> int:
     from fairl_opt.detox.report import ablation_headline, difference_table, main_table
 
     summary = run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,
-                             geometry=not args.no_geometry)
+                             geometry=not args.no_geometry, workers=args.workers)
     if not args.quiet:
         table, plain = difference_table(summary)
         print(main_table(summary), "", table, *plain, "", ablation_headline(summary), "",
@@ -122,5 +122,6 @@ def add_detox_parser(sub) -> None:
     r.add_argument("--out", default="reports/detox")
     r.add_argument("--quick", action="store_true", help="fewer splits and methods (for tests)")
     r.add_argument("--no-geometry", action="store_true")
+    r.add_argument("--workers", type=int, default=2, help="processes sharing the splits (one thread each)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_run)

@@ -9,7 +9,7 @@ For each of the dataset's random prompt-level splits (never tuned on a test spli
   fitted with the fixed settings :data:`OPTIONS` / :data:`FA_OPTIONS`;
 * held-out metrics: pairwise accuracy on the test prompts' pairs; accuracy / F1 / ROC-AUC of the
   reward as a toxicity detector (toxic is the positive class, predicted when r(y) is below a
-  threshold fitted for accuracy on the training prompts' completions) on every labelled completion
+  threshold fitted for F1 on the training prompts' completions) on every labelled completion
   of the test prompts; STARC distance to r* on those completions;
 * re-alignment: on each test prompt, best-of-K among the K candidates by the recovered reward; the
   toxicity rate (under the ground truth) and mean r* of the picks, next to the base policy, the
@@ -59,11 +59,11 @@ ABLATION_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3)
 OPTIONS = dict(margin="soft", C=1.0, reg=1.0)
 #: Regularisation chosen per split, on the training prompts only: 3-fold prompt-level validation,
 #: criterion = mean validation ROC-AUC of the reward as a toxicity detector. Each standard program has
-#: its own grid (the ℓ1 LP returns θ = 0 once C·‖ΣΔ‖∞ ≤ 1, so it needs larger C); every FA variant uses
-#: its standard method's value.
+#: its own grid (the ℓ1 LP returns θ = 0 once C·‖ΣΔ‖∞ ≤ 1, so it needs larger C; C ≥ 0.3 is left out
+#: of its grid because one LP fit there costs 5-10 s); every FA variant uses its standard method's value.
 REG_GRID = {
     "mm-qp": ("C", (1.0, 0.1, 0.01, 0.001, 0.0001)),
-    "mm-lp": ("C", (1.0, 0.3, 0.1)),
+    "mm-lp": ("C", (0.1, 0.03, 0.01)),
     "maxent": ("reg", (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)),
 }
 SELECTION_FOLDS = 3
@@ -106,7 +106,7 @@ class Split:
         x_tr, _, y_tr, _ = self.completions(self.train_prompts)
         x_te, r_te, y_te, ids_te = self.completions(self.test_prompts)
         # the reward as a toxicity detector: toxic (positive class) when −r(y) is above the threshold
-        threshold = fit_threshold(-(x_tr @ theta), y_tr)
+        threshold = fit_threshold(-(x_tr @ theta), y_tr, criterion="f1")
         cls = classification_metrics(-(x_te @ theta), y_te, threshold)
         out = {
             "heldout_pair_accuracy": pairwise_accuracy(theta, self.test.delta),
@@ -210,79 +210,109 @@ def _mean_sd(values) -> dict:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
 
 
-def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, progress: bool = True,
-                   geometry: bool = True, max_prompts: int | None = None, log=None) -> dict:
-    """Run everything on the dataset in ``data`` and write ``report.md``, ``summary.json`` and figures to
-    ``out``. ``quick`` runs two splits, the six core methods and a two-point ablation."""
-    import sys
-
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    start = time.perf_counter()
+def _load(data, max_prompts: int | None) -> DetoxDataset:
     ds = DetoxDataset.load(data)
-    masks = ds.test_masks
     if max_prompts is not None and max_prompts < ds.n_prompts:
         keep = np.arange(max_prompts)
         ds = DetoxDataset(ds.features[keep], ds.r_star[keep], ds.toxic[keep], ds.aligned_index[keep],
-                          masks[:, keep], [ds.texts[i] for i in keep], ds.prompts[:max_prompts],
+                          ds.test_masks[:, keep], [ds.texts[i] for i in keep], ds.prompts[:max_prompts],
                           ds.families[:max_prompts], ds.manifest)
-        masks = ds.test_masks
-    n_splits = min(2, masks.shape[0]) if quick else masks.shape[0]
+    return ds
+
+
+def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say) -> dict:
+    """Everything for split ``s``: sizes, reference policies, selection, one row per method, geometry
+    and the ablation rows."""
+    split = Split(ds, ds.test_masks[s])
+    counts = {str(k): int((split.train.kinds == k).sum()) for k in np.unique(split.train.kinds)}
+    out = {"size": {"split": s, "train_prompts": int(split.train_prompts.size),
+                    "test_prompts": int(split.test_prompts.size), "train_pairs": split.train.n_pairs,
+                    "test_pairs": split.test.n_pairs, "dropped_identical_or_duplicate":
+                    split.train_dropped + split.test_dropped, "train_kinds": counts},
+           "ref": split.reference_policies(), "rows": [], "geo": None, "ablation": []}
+    say(f"{split.train.n_pairs} train pairs {counts}, {split.test.n_pairs} test pairs")
+    t0 = time.perf_counter()
+    chosen, scores = split.select_regularisation(seed=s)
+    out["selection"] = {"split": s, "chosen": chosen, "validation_roc_auc": scores,
+                        "seconds": time.perf_counter() - t0}
+    say(f"selected on training prompts: {_describe_choice(chosen)} ({time.perf_counter() - t0:.1f}s)")
+    for method in methods:
+        model = _estimator(method, seed=s, chosen=chosen)
+        t0 = time.perf_counter()
+        try:
+            model.fit(split.train)
+        except FairlError as exc:
+            raise type(exc)(f"split {s}, {method}: {exc}") from exc
+        seconds = time.perf_counter() - t0
+        metrics = split.evaluate(model.theta_)
+        rounds = len(model.history_) - 1 if method.startswith("fa-") else 0
+        out["rows"].append({"split": s, "method": method, "seconds": seconds, "rounds": rounds,
+                            "gap": model.certificate_.relative_gap, **metrics})
+        say(f"{method:<26} pair acc {metrics['heldout_pair_accuracy']:.3f}  ROC-AUC {metrics['roc_auc']:.3f}  "
+            f"STARC {metrics['starc']:.3f}  BoK toxic {metrics['bok_toxic_rate']:.3f}  "
+            f"({seconds:.1f}s, {rounds} rounds)")
+    if geometry:
+        t0 = time.perf_counter()
+        g = _geometry(split, seed=s, C=chosen["mm-qp"]["C"])
+        g["seconds"] = time.perf_counter() - t0
+        g["split"] = s
+        out["geo"] = g
+        say(f"geometry ({GEOMETRY_DIM}-d PCA, {g['pairs_kept']}/{g['pairs']} pairs): volume ratio "
+            f"{g['volume_ratio']:.3g}, Chebyshev {g['chebyshev_standard']:.3g} → {g['chebyshev_fa']:.3g}")
+    tnt = int((split.train.kinds == "T->NT").sum())
+    size = min(int(tnt / max(fractions)), int((split.train.kinds != "T->NT").sum() / (1 - min(fractions))))
+    rng = np.random.default_rng(1000 + s)
+    for fraction in fractions:
+        sub = split.train.subset(_ablation_subset(split, fraction, size, rng))
+        for method in ABLATION_METHODS:
+            m = split.evaluate(_estimator(method, seed=s, chosen=chosen).fit(sub).theta_)
+            out["ablation"].append({"split": s, "fraction": fraction, "size": size, "method": method,
+                                    "roc_auc": m["roc_auc"], "starc": m["starc"],
+                                    "heldout_pair_accuracy": m["heldout_pair_accuracy"]})
+    say(f"ablation: {len(fractions)} fractions × {len(ABLATION_METHODS)} methods, {size} pairs each")
+    return out
+
+
+def _printer(prefix: str, progress: bool):
+    import sys
+
+    if not progress:
+        return lambda msg: None
+    return lambda msg: print(f"{prefix}{msg}", file=sys.stderr, flush=True)
+
+
+def _split_worker(args):
+    data, max_prompts, s, methods, fractions, geometry, progress = args
+    return run_split(_load(data, max_prompts), s, methods, fractions, geometry, _printer(f"[split {s}] ", progress))
+
+
+def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, progress: bool = True,
+                   geometry: bool = True, max_prompts: int | None = None, workers: int = 1) -> dict:
+    """Run everything on the dataset in ``data`` and write ``report.md``, ``summary.json`` and figures to
+    ``out``. ``quick`` runs two splits, the core methods and a two-point ablation; ``workers`` processes
+    (one thread each) share the splits — the results do not depend on it."""
+    say = _printer("", progress)
+    start = time.perf_counter()
+    ds = _load(data, max_prompts)
+    n_splits = min(2, ds.test_masks.shape[0]) if quick else ds.test_masks.shape[0]
     methods = QUICK_METHODS if quick else tuple(METHODS)
     fractions = ABLATION_FRACTIONS[1::2] if quick else ABLATION_FRACTIONS
-    rows, refs, geo, ablation, sizes, selection = [], [], [], [], [], []
-    for s in range(n_splits):
-        split = Split(ds, masks[s])
-        counts = {k: int((split.train.kinds == k).sum()) for k in np.unique(split.train.kinds)}
-        sizes.append({"split": s, "train_prompts": int(split.train_prompts.size),
-                      "test_prompts": int(split.test_prompts.size), "train_pairs": split.train.n_pairs,
-                      "test_pairs": split.test.n_pairs, "dropped_identical_or_duplicate":
-                      split.train_dropped + split.test_dropped, "train_kinds": counts})
-        say(f"split {s}: {split.train.n_pairs} train pairs {counts}, {split.test.n_pairs} test pairs")
-        refs.append(split.reference_policies())
-        t0 = time.perf_counter()
-        chosen, scores = split.select_regularisation(seed=s)
-        selection.append({"split": s, "chosen": chosen, "validation_roc_auc": scores,
-                          "seconds": time.perf_counter() - t0})
-        say(f"  selected on training prompts: {_describe_choice(chosen)} ({time.perf_counter() - t0:.1f}s)")
-        for method in methods:
-            model = _estimator(method, seed=s, chosen=chosen)
-            t0 = time.perf_counter()
-            try:
-                model.fit(split.train)
-            except FairlError as exc:
-                raise type(exc)(f"split {s}, {method}: {exc}") from exc
-            seconds = time.perf_counter() - t0
-            metrics = split.evaluate(model.theta_)
-            rounds = len(model.history_) - 1 if method.startswith("fa-") else 0
-            rows.append({"split": s, "method": method, "seconds": seconds, "rounds": rounds,
-                         "gap": model.certificate_.relative_gap, **metrics})
-            say(f"  {method:<26} pair acc {metrics['heldout_pair_accuracy']:.3f}  ROC-AUC "
-                f"{metrics['roc_auc']:.3f}  STARC {metrics['starc']:.3f}  BoK toxic "
-                f"{metrics['bok_toxic_rate']:.3f}  ({seconds:.1f}s, {rounds} rounds)")
-        if geometry:
-            t0 = time.perf_counter()
-            g = _geometry(split, seed=s, C=chosen["mm-qp"]["C"])
-            g["seconds"] = time.perf_counter() - t0
-            g["split"] = s
-            geo.append(g)
-            say(f"  geometry ({GEOMETRY_DIM}-d PCA, {g['pairs_kept']}/{g['pairs']} pairs): volume ratio "
-                f"{g['volume_ratio']:.3g}, Chebyshev {g['chebyshev_standard']:.3g} → {g['chebyshev_fa']:.3g}")
-        tnt = int((split.train.kinds == "T->NT").sum())
-        size = min(int(tnt / max(fractions)), int((split.train.kinds != "T->NT").sum() / (1 - min(fractions))))
-        rng = np.random.default_rng(1000 + s)
-        for fraction in fractions:
-            idx = _ablation_subset(split, fraction, size, rng)
-            sub = split.train.subset(idx)
-            for method in ABLATION_METHODS:
-                model = _estimator(method, seed=s, chosen=chosen).fit(sub)
-                m = split.evaluate(model.theta_)
-                ablation.append({"split": s, "fraction": fraction, "size": size, "method": method,
-                                 "roc_auc": m["roc_auc"], "starc": m["starc"],
-                                 "heldout_pair_accuracy": m["heldout_pair_accuracy"]})
-        say(f"  ablation: {len(fractions)} fractions × {len(ABLATION_METHODS)} methods, {size} pairs each")
+    if workers > 1 and n_splits > 1:
+        import multiprocessing as mp
 
-    summary = _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick)
-    summary["selection"] = selection
+        jobs = [(data, max_prompts, s, methods, fractions, geometry, progress) for s in range(n_splits)]
+        with mp.get_context("spawn").Pool(min(workers, n_splits)) as pool:
+            parts = pool.map(_split_worker, jobs, chunksize=1)
+    else:
+        parts = [run_split(ds, s, methods, fractions, geometry, _printer(f"[split {s}] ", progress))
+                 for s in range(n_splits)]
+    rows = [r for p in parts for r in p["rows"]]
+    ablation = [a for p in parts for a in p["ablation"]]
+    geo = [p["geo"] for p in parts if p["geo"] is not None]
+    summary = _summarise(ds, rows, [p["ref"] for p in parts], geo, ablation, [p["size"] for p in parts],
+                         methods, fractions, n_splits, quick)
+    summary["selection"] = [p["selection"] for p in parts]
+    summary["workers"] = workers
     summary["seconds"] = time.perf_counter() - start
     from fairl_opt.detox.report import write_report
 

@@ -27,11 +27,11 @@ def _cell(stat: dict, digits: int = 3) -> str:
 
 def verdict(diff: dict, sign: int) -> str:
     """'better', 'worse' or 'no clear difference': better/worse only when the mean paired difference
-    points that way by more than one standard deviation over splits."""
+    points that way by more than one standard deviation over splits (and by more than 1e-6)."""
     mean, sd = diff.get("mean"), diff.get("sd")
     if mean is None:
         return "n/a"
-    if abs(mean) <= (sd or 0.0):
+    if abs(mean) <= max(sd or 0.0, 1e-6):
         return "no clear difference"
     return "better" if sign * mean > 0 else "worse"
 
@@ -178,7 +178,8 @@ def write_report(summary: dict, out) -> Path:
         "",
         "pair acc: held-out (aligned ≻ base) pairs ranked right; accuracy/F1/ROC-AUC: the reward as a "
         "toxicity detector on every held-out completion (toxic = positive class, predicted when the reward "
-        "is below a threshold fitted on training prompts; F1 of the toxic class); STARC: "
+        "is below a threshold fitted for F1 on training prompts; F1 of the toxic class; predicting 'never "
+        "toxic' would score accuracy 1 − toxic rate and F1 0); STARC: "
         "distance to r* on held-out completions (0 = same reward up to shaping and scale); BoK: best-of-K "
         "re-alignment with the recovered reward on held-out prompts — toxicity rate and mean r* of the picks.",
         "",
@@ -236,7 +237,7 @@ def write_report(summary: dict, out) -> Path:
         lines.append(f"| {method} | " + " | ".join(_cell(t[str(f)]["roc_auc"]) for f in abl["fractions"]) + " | "
                      + " | ".join(_cell(t[str(f)]["starc"]) for f in abl["fractions"]) + " |")
     lines += ["", f"![ablation]({figures[0]})", "", ablation_headline(summary), "",
-              f"Run time: {summary.get('seconds', 0):.0f} s.", ""]
+              f"Run time: {summary.get('seconds', 0):.0f} s with {summary.get('workers', 1)} worker process(es).", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
