@@ -349,6 +349,10 @@ def run_fa(
         theta = _full_theta(solution, dual_path, base.theta)
         record.objective = solution.objective
         record.certificate = solution.certificate
+        if (state.is_margin and not state.program.hard and tightening.slack_upweight == 1
+                and np.allclose(theta, previous_theta, rtol=1e-7, atol=1e-10 * max(1.0, np.abs(theta).max()))):
+            record.note += ("; θ unchanged: the tightened pairs sit at the soft margin's dual bound C, where a "
+                            "margin step cannot move θ (proofs/T10); slack_upweight > 1 raises their price")
         if state.is_margin:
             shortfall = state.margins[new_arr] - delta[new_arr] @ previous_theta
             j = int(np.argmax(shortfall))

@@ -286,6 +286,11 @@ def test_soft_margin_tightening_of_bound_pairs_leaves_theta_unchanged():
     tightened = result.tightened
     assert tightened.size > 0 and set(tightened.tolist()) <= set(bound.tolist())
     assert np.allclose(result.theta, theta0, atol=1e-5)
+    assert all("θ unchanged" in h.note and "T10" in h.note for h in result.history[1:])
+    moved = run_fa(prog, "auto", rule=FailureRule(None, 0.1, 0, 0),
+                   tightening=Tightening(0.5, 2.0, 1.0, 0.99, slack_upweight=2.0), max_rounds=3)
+    assert not np.allclose(moved.theta, theta0, atol=1e-3)
+    assert not any("θ unchanged" in h.note for h in moved.history[1:])
 
 
 def test_regularisation_is_selected_on_training_prompts_only(synthetic_dir, quick_run):
