@@ -197,6 +197,11 @@ def test_experiment_writes_report_summary_and_figures(quick_run):
         assert f"| {method} |" in text
     assert "Ablation" in text and "Headline" in text
     assert all(r["gap"] <= 1e-6 for r in summary["rows"])
+    for r in summary["rows"]:
+        if r["method"].startswith("fa-mm"):
+            assert 0.0 <= r["tightened_at_bound"] <= 1.0
+        else:
+            assert r["tightened_at_bound"] is None
 
 
 def test_experiment_metrics_match_independent_references(synthetic_dir, quick_run):

@@ -202,6 +202,21 @@ def _ablation_subset(split: Split, fraction: float, size: int, rng) -> np.ndarra
     return np.sort(np.concatenate([rng.choice(tnt, n_t, replace=False), rng.choice(rest, size - n_t, replace=False)]))
 
 
+def _tightened_at_bound(model) -> float | None:
+    """For a soft-margin FA fit: the share of tightened pairs whose dual in the standard (round-0) fit
+    sits at its bound C — the pairs whose margin step cannot move θ (proofs/T10). None otherwise."""
+    from fairl_opt.programs import MarginProgram
+
+    result = getattr(model, "result_", None)
+    if result is None or result.tightened.size == 0:
+        return None
+    base = result.base_solution
+    if not isinstance(base.program, MarginProgram) or base.program.hard:
+        return None
+    t = result.tightened
+    return float(np.mean(base.duals[t] >= base.program.prices[t] * (1 - 1e-6)))
+
+
 def _describe_choice(chosen: dict) -> str:
     return ", ".join(f"{m} {p} = {v:g}" for m, values in chosen.items() for p, v in values.items())
 
@@ -250,7 +265,8 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say)
         metrics = split.evaluate(model.theta_)
         rounds = len(model.history_) - 1 if method.startswith("fa-") else 0
         out["rows"].append({"split": s, "method": method, "seconds": seconds, "rounds": rounds,
-                            "gap": model.certificate_.relative_gap, **metrics})
+                            "gap": model.certificate_.relative_gap,
+                            "tightened_at_bound": _tightened_at_bound(model), **metrics})
         say(f"{method:<34} pair acc {metrics['heldout_pair_accuracy']:.3f}  ROC-AUC {metrics['roc_auc']:.3f}  "
             f"STARC {metrics['starc']:.3f}  BoK toxic {metrics['bok_toxic_rate']:.3f}  "
             f"({seconds:.1f}s, {rounds} rounds)")
@@ -328,7 +344,8 @@ def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_split
     table = {}
     for method in methods:
         group = [r for r in rows if r["method"] == method]
-        table[method] = {m: _mean_sd([r[m] for r in group]) for m in METRICS + ("seconds", "rounds")}
+        table[method] = {m: _mean_sd([r[m] for r in group])
+                         for m in METRICS + ("seconds", "rounds", "tightened_at_bound")}
     references = {}
     for name in refs[0]:
         references[name] = {m: _mean_sd([r[name][m] for r in refs]) for m in ("bok_toxic_rate", "bok_mean_r_star")}

@@ -64,9 +64,13 @@ def difference_table(summary: dict) -> tuple[str, list[str]]:
         better = [COLUMNS[c][0] for c, v in verdicts.items() if v == "better"]
         worse = [COLUMNS[c][0] for c, v in verdicts.items() if v == "worse"]
         if all(abs(diffs[c]["mean"] or 0.0) < 1e-6 and (diffs[c]["sd"] or 0.0) < 1e-6 for c in cols):
-            text = (f"**{method} does not beat {entry['versus']}: it returns the same reward on every split** (to solver tolerance) — "
-                    "as proofs/T10 predicts when every failure sits at the soft margin's dual bound C, where raising a margin does not "
-                    "move θ; the slack ×2 variant raises their price instead.")
+            at_bound = summary["table"][method].get("tightened_at_bound", {}).get("mean")
+            measured = (f" (measured: {at_bound:.0%} of its tightened pairs had α = C in the standard fit)"
+                        if at_bound is not None else "")
+            text = (f"**{method} does not beat {entry['versus']}: it returns the same reward on every split** "
+                    "(to solver tolerance) — as proofs/T10 predicts when every failure sits at the soft margin's "
+                    f"dual bound C{measured}, where raising a margin cannot move θ; the slack ×2 variant raises "
+                    "their price instead.")
         elif not better:
             text = f"**{method} does not beat {entry['versus']}** on any of these metrics"
             text += f"; it is worse on {', '.join(worse)}." if worse else " (differences within one sd over splits)."
