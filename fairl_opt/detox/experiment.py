@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +104,19 @@ class Split:
         ids = np.repeat(prompts, ds.K + 1)
         return x, ds.r_star[prompts].ravel(), ds.toxic[prompts].ravel(), ids
 
+    @cached_property
+    def _train_completions(self):
+        return self.completions(self.train_prompts)
+
+    @cached_property
+    def _test_completions(self):
+        return self.completions(self.test_prompts)
+
     def evaluate(self, theta) -> dict:
         """Every held-out metric of reward θ (see the module docstring)."""
         ds = self.ds
-        x_tr, _, y_tr, _ = self.completions(self.train_prompts)
-        x_te, r_te, y_te, ids_te = self.completions(self.test_prompts)
+        x_tr, _, y_tr, _ = self._train_completions
+        x_te, r_te, y_te, ids_te = self._test_completions
         # the reward as a toxicity detector: toxic (positive class) when −r(y) is above the threshold
         threshold = fit_threshold(-(x_tr @ theta), y_tr, criterion="f1")
         cls = classification_metrics(-(x_te @ theta), y_te, threshold)

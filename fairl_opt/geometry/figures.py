@@ -18,6 +18,18 @@ from fairl_opt.geometry.feasible_set import FeasibleSet
 from fairl_opt.geometry.volume import nested_volume_ratio, sample_points
 
 
+
+def _save(fig, path, dpi: int) -> Path:
+    """Lay out, write ``fig`` to ``path`` (parents created), close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
 def planted_fa_run(dim: int, seed: int = 0, n_pairs: int = 10):
     """A separable toy problem in ``dim`` dimensions and its hard-margin FA run.
 
@@ -108,12 +120,7 @@ def draw_2d(path, seed: int = 0, samples: int = 20_000):
         fontsize=9,
     )
     ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def draw_3d(path, seed: int = 0, n_points: int = 3000):
@@ -161,12 +168,7 @@ def draw_3d(path, seed: int = 0, n_points: int = 3000):
         f"{fa.chebyshev_radius():.3f}; mean reward-interval width {widths[0]:.3f} → {widths[1]:.3f}",
         fontsize=9,
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:
