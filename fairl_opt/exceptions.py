@@ -1,4 +1,10 @@
-"""Errors fairl_opt raises. Every message names the argument, pair or row at fault."""
+"""Errors fairl_opt raises. Every message names the argument, pair or row at fault.
+
+The ``fairl`` command maps them to exit codes (see :data:`EXIT_CODES` and the README):
+2 bad input or usage (:class:`DataError`, argparse), 3 infeasible hard margin with a verified Farkas
+certificate (:class:`InfeasibleError`), 4 no certified answer (:class:`SolverError`, including
+:class:`NumericalRangeError`), 130 interrupted (Ctrl-C; caches keep finished chunks).
+"""
 
 
 class FairlError(Exception):
@@ -6,11 +12,13 @@ class FairlError(Exception):
 
 
 class DataError(FairlError, ValueError):
-    """Invalid input data (shapes, NaN/inf, empty, duplicates); the message names the pair."""
+    """Invalid input data (shapes, NaN/inf, empty, duplicates, wrong types or ranges); the message
+    names the argument, file, row or pair."""
 
 
 class InfeasibleError(FairlError):
-    """A hard-margin program has no feasible θ.
+    """A hard-margin program has no feasible θ, proved by a Farkas certificate that verifies on the
+    original rows.
 
     Attributes
     ----------
@@ -33,3 +41,30 @@ class SolverError(FairlError):
     def __init__(self, message, status=None):
         super().__init__(message)
         self.status = status
+
+
+class NumericalRangeError(SolverError):
+    """The data are neither provably infeasible nor solvable in float64: e.g. separable only by a
+    margin far below the rows' own size (the message gives the number), so no Farkas certificate
+    verifies and no solver can certify a θ.
+
+    Attributes
+    ----------
+    relative_margin : float or None
+        The best margin found, relative to the row norms (max t with Δ_iθ/‖Δ_i‖ ≥ t·m_i/max|m|,
+        ‖θ‖ ≤ 1), when it was measured.
+    """
+
+    def __init__(self, message, status=None, relative_margin=None):
+        super().__init__(message, status=status)
+        self.relative_margin = relative_margin
+
+
+#: Exit status of the ``fairl`` command for each outcome.
+EXIT_CODES = {
+    "ok": 0,
+    "bad input or usage": 2,
+    "infeasible": 3,
+    "could not certify": 4,
+    "interrupted": 130,
+}
