@@ -27,12 +27,16 @@ class InfeasibleError(FairlError):
         Σ y_i Δ_i = 0 and Σ y_i m_i > 0, so no θ satisfies all of them.
     farkas : ndarray or None
         The certificate y over those pairs.
+    radius : float or None
+        What the certificate proves in floating point: no θ with ‖θ‖₂ < radius satisfies the
+        conflicting pairs (∞ when Σ y_i Δ_i is exactly 0).
     """
 
-    def __init__(self, message, conflicting_pairs=(), farkas=None):
+    def __init__(self, message, conflicting_pairs=(), farkas=None, radius=None):
         super().__init__(message)
         self.conflicting_pairs = list(conflicting_pairs)
         self.farkas = farkas
+        self.radius = radius
 
 
 class SolverError(FairlError):

@@ -325,7 +325,7 @@ def test_interface():
     assert backend.name == "lbfgs"
     assert backend.supports(MaxEntProgram(np.eye(2)))
     assert not backend.supports(MarginProgram(np.eye(2)))
-    with pytest.raises(TypeError, match="maxent"):
+    with pytest.raises(DataError, match="MaxEntProgram only"):
         backend.solve(MarginProgram(np.eye(2)))
 
 

@@ -7,14 +7,21 @@ warm_start=previous)`` after the loop edited margins/weights, and a :class:`Cert
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import linprog
 
-from fairl_opt.exceptions import InfeasibleError, SolverError
+from fairl_opt.exceptions import DataError, FairlError, InfeasibleError, NumericalRangeError, SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
-from fairl_opt.solvers.certificate import Certificate
+from fairl_opt.solvers.certificate import Certificate, certify
+from fairl_opt.solvers.scaling import Scaling, choose_scaling, scale_rows, scaled_program
+
+
+#: Soft margins with every price at least this (rows and margins of size 1, as the backend sees
+#: them) are tried as hard margins first (see :meth:`Backend._solve_soft_or_hard`).
+HARD_FIRST_PRICE = 1e6
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,23 +43,195 @@ class Solution:
 
 
 class Backend:
-    """Interface: ``solve(program, warm_start=None) -> Solution``; subclasses set ``name``."""
+    """Interface: ``solve(program, warm_start=None) -> Solution``; subclasses set ``name`` and
+    implement ``supports`` and ``_solve``.
+
+    :meth:`solve` is the same for every backend: it rescales the program exactly by powers of two
+    (:mod:`fairl_opt.solvers.scaling`) so that the backend sees rows and margins of size about 1,
+    calls ``_solve`` on the scaled program, and maps θ, the duals and the certificate back. The
+    certificate is computed on the scaled program, which is the original one bit for bit up to
+    the powers of two, so its relative figures and status hold for the original program.
+    """
 
     name = "abstract"
+    #: What the backend solves, for error messages.
+    solves = "nothing"
 
     def supports(self, program) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def solve(self, program, warm_start: Solution | None = None) -> Solution:  # pragma: no cover
+    def _solve(self, program, warm_start: Solution | None = None) -> Solution:  # pragma: no cover
         raise NotImplementedError
+
+    def solve(self, program, warm_start: Solution | None = None) -> Solution:
+        if not self.supports(program):
+            what = type(program).__name__ + (f" with norm={program.norm!r}" if isinstance(program, MarginProgram) else "")
+            raise DataError(f"backend {self.name!r} solves {self.solves} only, not {what}")
+        scaling = choose_scaling(program)
+        if scaling.identity:
+            return self._solve_soft_or_hard(program, warm_start)
+        scaled = scaled_program(program, scaling, self._scaled_rows(program.delta, scaling.row_scale))
+        try:
+            inner = self._solve_soft_or_hard(scaled, self._warm_scaled(warm_start, program, scaled, scaling))
+        except InfeasibleError as exc:
+            # Farkas vectors are invariant up to a positive factor: y on Δ/s, m/t is y·(1/t) on Δ, m
+            raise InfeasibleError(str(exc), exc.conflicting_pairs,
+                                  None if exc.farkas is None else exc.farkas / scaling.margin_scale,
+                                  radius=exc.radius) from None
+        except SolverError as exc:
+            inner, failure = None, exc
+        if inner is None or not inner.certificate.optimal:
+            # The scaled units suit most solvers, not all (a soft margin's dual box grows as s²C/t):
+            # data whose numbers float64 holds comfortably get a second try as given.
+            retry = self._as_given(program, warm_start) if _comfortable(program) else None
+            if retry is not None and retry.certificate.optimal:
+                return retry
+            if inner is None:
+                raise failure
+        outer = Solution(
+            program,
+            inner.theta * scaling.theta_factor,
+            inner.duals * scaling.dual_factor,
+            _certificate_back(inner.certificate, scaling),
+        )
+        return outer
+
+    def _solve_soft_or_hard(self, program, warm_start):
+        """``_solve``, after trying a soft margin with overwhelming prices as a hard one.
+
+        With every C_i ≥ :data:`HARD_FIRST_PRICE` (on rows and margins of size 1) the dual box is
+        too wide for interior points to centre in. When the hard margin is feasible and its
+        multipliers fit in the box (α_i ≤ C_i), (θ, α, ξ = 0) satisfies the soft program's KKT
+        conditions, so it is the soft optimum; the certificate, computed on the soft program
+        itself, checks it. Otherwise the soft program is solved as given."""
+        if isinstance(program, MarginProgram) and not program.hard and float(np.min(program.C)) >= HARD_FIRST_PRICE:
+            start = time.perf_counter()
+            try:
+                hard = self._solve(program.with_prices(None), None)
+            except FairlError:
+                hard = None
+            if hard is not None and hard.certificate.optimal and not (hard.duals > program.C).any():
+                cert = certify(program, hard.theta, hard.duals, backend=self.name,
+                               solver_status=f"hard-first:{hard.certificate.solver_status}",
+                               solve_seconds=time.perf_counter() - start)
+                if cert.optimal:
+                    return Solution(program, hard.theta, hard.duals, cert)
+        return self._solve(program, warm_start)
+
+    def _as_given(self, program, warm_start) -> Solution | None:
+        try:
+            return self._solve_soft_or_hard(program, warm_start)
+        except SolverError:
+            return None
+
+    def _scaled_rows(self, delta: np.ndarray, s: float) -> np.ndarray:
+        """Δ/s, kept while Δ is the same object (FA rounds re-solve on the same rows: the
+        backends' caches, keyed on the identity of the rows they see, keep working)."""
+        cached = getattr(self, "_scaled_rows_cache", None)
+        if cached is not None and cached[0] is delta and cached[1] == s:
+            return cached[2]
+        scaled = scale_rows(delta, s)
+        self._scaled_rows_cache = (delta, s, scaled)
+        return scaled
+
+    def _warm_scaled(self, warm: Solution | None, program, scaled, scaling: Scaling) -> Solution | None:
+        """A warm start (in the original units) re-expressed for the scaled program."""
+        if warm is None:
+            return None
+        # the scaled program stands in for the warm one when they share rows, so that backends
+        # recognise an FA re-solve (same rows, edited margins) by the identity of Δ
+        same_rows = warm.program.delta is program.delta
+        return Solution(
+            scaled if same_rows else warm.program,
+            warm.theta / scaling.theta_factor,
+            warm.duals / scaling.dual_factor,
+            warm.certificate,
+        )
+
+
+def _comfortable(program) -> bool:
+    """Whether Δ, m and C lie well inside float64 (2^±100), so a solve as given cannot overflow."""
+    values = [float(np.abs(program.delta).max())]
+    if isinstance(program, MarginProgram):
+        values.append(float(np.abs(program.margins).max()) or 1.0)
+        if not program.hard:
+            values += [float(np.min(program.C)), float(np.max(program.C))]
+    else:
+        values.append(program.reg)
+    return all(2.0**-100 < v < 2.0**100 for v in values)
+
+
+def _certificate_back(cert: Certificate, scaling: Scaling) -> Certificate:
+    f = scaling.objective_factor
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return replace(
+            cert,
+            primal_objective=cert.primal_objective * f,
+            dual_objective=cert.dual_objective * f,
+            gap=cert.gap * f,
+            max_violation=cert.max_violation * scaling.margin_scale,
+            row_scale=scaling.row_scale,
+            margin_scale=scaling.margin_scale,
+        )
+
+
+#: A Farkas combination counts as a proof when Σ y_i Δ_i cancels to within this many units of
+#: float64 rounding per row and feature of the terms it combines (see :func:`farkas_radius`).
+FARKAS_ROUNDING = 64
+#: An LP margin (:func:`relative_margin`) above this separates the pairs at a margin float64 resolves.
+SEPARABLE_MARGIN = 1e-7
+
+
+def farkas_radius(delta, margins, pairs, y) -> float:
+    """What a Farkas vector proves: no θ with ‖θ‖₂ < R satisfies Δ_iθ ≥ m_i for i in ``pairs``.
+
+    For y ≥ 0 and any such θ, ``Σ y_i m_i ≤ (Σ y_i Δ_i)ᵀθ ≤ (‖g‖ + ‖e‖)‖θ‖`` where g is
+    Σ y_i Δ_i computed in float64 and e bounds its rounding error (γ_k Σ y_i |Δ_i| per feature),
+    so ``R = Σ y_i m_i / (‖g‖ + ‖e‖)`` (0 if y has a negative entry or Σ y_i m_i ≤ 0).
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    rows = np.asarray(pairs, dtype=np.int64)
+    y = np.asarray(y, dtype=np.float64)
+    if rows.size == 0 or y.shape != rows.shape or (y < 0).any() or not np.isfinite(y).all():
+        return 0.0
+    sub = delta[rows]
+    with np.errstate(over="ignore", invalid="ignore"):
+        b = float(np.asarray(margins, dtype=np.float64)[rows] @ y)
+        g = sub.T @ y
+        k = rows.size + 1
+        gamma = k * np.finfo(float).eps / (1 - k * np.finfo(float).eps)
+        e = gamma * (np.abs(sub).T @ y)
+        denominator = float(np.linalg.norm(g) + np.linalg.norm(e))
+    if not (b > 0 and np.isfinite(b)):
+        return 0.0
+    return float(b / denominator) if denominator > 0 else float("inf")
+
+
+def float_radius(delta, margins, pairs) -> float:
+    """The largest ‖θ‖ at which float64 still resolves these pairs' margins.
+
+    Evaluating Δ_iθ carries a relative error of about d·ε of ‖Δ_i‖‖θ‖ (ε = 2⁻⁵²); beyond
+    ``max|m| / (FARKAS_ROUNDING·d·ε·max‖Δ_i‖)`` a feasible θ would clear its margins by less than
+    float64 can tell from rounding.
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    rows = np.asarray(pairs, dtype=np.int64)
+    d = delta.shape[1]
+    norm = float(np.linalg.norm(delta[rows], axis=1).max())
+    top = float(np.abs(np.asarray(margins, dtype=np.float64)[rows]).max())
+    return top / (FARKAS_ROUNDING * d * np.finfo(float).eps * norm) if norm > 0 else float("inf")
 
 
 def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[list[int], np.ndarray] | None:
-    """A Farkas certificate that ``Δθ ≥ m`` has no solution, or None when it has one.
+    """A Farkas certificate that ``Δθ ≥ m`` has no solution, or None when none verifies.
 
-    Solves the LP ``min Σ y  s.t.  Δᵀy = 0,  mᵀy = 1,  y ≥ 0`` (HiGHS). A feasible y proves
-    infeasibility: any θ would give ``0 = (Δᵀy)ᵀθ = yᵀΔθ ≥ yᵀm = 1``. Minimising Σ y favours a
-    small support, which names the conflicting pairs.
+    Solves the LP ``min Σ y  s.t.  Δᵀy = 0,  mᵀy = 1,  y ≥ 0`` (HiGHS) on unit rows, then polishes
+    y on its support (the null vector of those rows by SVD, when it is non-negative). A y ≥ 0
+    with Σ y_i Δ_i = 0 and Σ y_i m_i > 0 proves infeasibility: any θ would give
+    ``0 = yᵀΔθ ≥ yᵀm > 0``. In floating point Σ y_i Δ_i is never exactly 0, so the certificate is
+    accepted only when it rules out every θ float64 can resolve: its :func:`farkas_radius` is at
+    least the :func:`float_radius` of its pairs (checked on the original rows). Minimising Σ y
+    favours a small support, which names the conflicting pairs.
 
     Returns
     -------
@@ -62,38 +241,83 @@ def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[li
     delta = np.asarray(delta, dtype=np.float64)
     margins = np.asarray(margins, dtype=np.float64)
     n, d = delta.shape
+
+    def named(support):
+        return [int(i) for i in (support if rows is None else np.asarray(rows)[support])]
+
+    norms = np.linalg.norm(delta, axis=1)
+    zero = np.flatnonzero((norms == 0) & (margins > 0))
+    if zero.size:  # 0·θ ≥ m_i > 0 is a conflict on its own, exactly
+        i = int(zero[0])
+        return named([i]), np.array([1.0 / margins[i]])
     pair = _opposite_pair(delta, margins)
+    candidates = []
     if pair is not None:
-        (i, j), y = pair
-        names = (i, j) if rows is None else (int(rows[i]), int(rows[j]))
-        return [int(names[0]), int(names[1])], y
+        candidates.append((np.array(pair[0]), pair[1]))
     # Solve on unit rows (Δ_i/‖Δ_i‖, m_i/‖Δ_i‖) so that tiny and huge rows weigh alike, then map
     # back: y_i = ỹ_i/‖Δ_i‖ is a certificate for the original rows.
-    norms = np.linalg.norm(delta, axis=1)
-    if (norms == 0).any():
-        zero = np.flatnonzero((norms == 0) & (margins > 0))
-        if zero.size:  # 0·θ ≥ m_i > 0 is a conflict on its own
-            i = int(zero[0])
-            return [i if rows is None else int(rows[i])], np.array([1.0 / margins[i]])
-        norms = np.where(norms == 0, 1.0, norms)
-    unit = delta / norms[:, None]
-    unit_margins = margins / norms
+    safe = np.where(norms == 0, 1.0, norms)
+    unit = delta / safe[:, None]
+    unit_margins = margins / safe
     a_eq = np.vstack([unit.T, unit_margins[None, :]])
     b_eq = np.zeros(d + 1)
     b_eq[-1] = 1.0
     res = linprog(np.ones(n), A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+    if res.status == 0:
+        support = np.flatnonzero(res.x > 1e-9 * max(1.0, res.x.max()))
+        if support.size:
+            candidates.append((support, res.x[support] / safe[support]))
+            polished = _null_vector(unit[support], unit_margins[support])
+            if polished is not None:
+                keep = polished > 0
+                candidates.append((support[keep], polished[keep] / safe[support[keep]]))
+    best = None
+    for support, y in candidates:
+        radius = farkas_radius(delta, margins, support, y)
+        if radius >= float_radius(delta, margins, support) and (best is None or radius > best[0]):
+            best = (radius, support, y)
+    if best is None:
+        return None
+    return named(best[1]), best[2]
+
+
+def _null_vector(rows: np.ndarray, margins: np.ndarray) -> np.ndarray | None:
+    """y ≥ 0 with rowsᵀy ≈ 0 to rounding and marginsᵀy = 1, from the last left singular vector."""
+    if rows.shape[0] < 2 and not (rows == 0).all():
+        return None
+    u, sing, _ = np.linalg.svd(rows, full_matrices=True)
+    y = u[:, -1]
+    if margins @ y < 0:
+        y = -y
+    scale = float(margins @ y)
+    if not scale > 0:
+        return None
+    y = y / scale
+    tiny = 1e-12 * float(np.abs(y).max())
+    if (y < -tiny).any():
+        return None
+    return np.maximum(y, 0.0)
+
+
+def relative_margin(delta, margins) -> float:
+    """max t s.t. Δ_iθ/‖Δ_i‖ ≥ t·m_i/max|m|, ‖θ‖_∞ ≤ 1, t ≤ 1: how separable the pairs are,
+    relative to their row norms (an LP, HiGHS). > 0: some θ meets every margin; ≤ 0: none does
+    at a margin the LP resolves."""
+    delta = np.asarray(delta, dtype=np.float64)
+    margins = np.asarray(margins, dtype=np.float64)
+    n, d = delta.shape
+    norms = np.linalg.norm(delta, axis=1)
+    safe = np.where(norms == 0, 1.0, norms)
+    top = float(np.abs(margins).max()) or 1.0
+    # variables (θ, t): minimise −t subject to −(Δ_i/‖Δ_i‖)θ + t·m_i/max|m| ≤ 0
+    a_ub = np.hstack([-delta / safe[:, None], (margins / top)[:, None]])
+    c = np.zeros(d + 1)
+    c[-1] = -1.0
+    bounds = [(-1.0, 1.0)] * d + [(None, 1.0)]
+    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(n), bounds=bounds, method="highs")
     if res.status != 0:
-        return None
-    y = res.x / norms
-    support = np.flatnonzero(res.x > 1e-9 * max(1.0, res.x.max()))
-    # keep only certificates that check out on the original rows: Σ y_i Δ_i ≈ 0 relative to the
-    # terms, and Σ y_i m_i > 0
-    combined = np.abs(delta[support].T @ y[support]).max() if support.size else np.inf
-    size = (np.abs(delta[support]) * y[support, None]).sum(axis=0).max() if support.size else 0.0
-    if not (combined <= 1e-7 * max(size, 1e-300) and margins[support] @ y[support] > 0):
-        return None
-    names = support if rows is None else np.asarray(rows)[support]
-    return [int(i) for i in names], y[support]
+        return float("nan")
+    return float(res.x[-1])
 
 
 def _opposite_pair(delta, margins):
@@ -113,23 +337,44 @@ def _opposite_pair(delta, margins):
 
 
 def raise_infeasible(program: MarginProgram, solver_status: str) -> None:
-    """Raise :class:`InfeasibleError` naming a conflicting set of pairs, or SolverError if none exists."""
+    """A backend found no feasible θ for a hard margin: raise the error the data deserve.
+
+    * :class:`InfeasibleError` only when a Farkas certificate verifies on these rows
+      (:func:`find_conflict`) and the separation LP (:func:`relative_margin`) agrees that no θ
+      meets the margins at a margin float64 resolves;
+    * :class:`NumericalRangeError` when the pairs are separable only by a margin too thin for
+      float64 (the message gives it), or neither provably infeasible nor separable;
+    * :class:`SolverError` when the LP separates the pairs comfortably (the backend failed).
+    """
     found = find_conflict(program.delta, program.margins)
-    if found is None:
+    margin = relative_margin(program.delta, program.margins)
+    if found is not None and not margin > SEPARABLE_MARGIN:
+        pairs, y = found
+        radius = farkas_radius(program.delta, program.margins, pairs, y)
+        shown = ", ".join(str(i) for i in pairs[:10]) + (" ..." if len(pairs) > 10 else "")
+        raise InfeasibleError(
+            f"hard margin infeasible: pairs {shown} conflict (a non-negative combination of their "
+            "difference rows is 0 to float64 rounding while their margins are positive: no reward "
+            f"with norm below {radius:.3g} satisfies them); drop or fix them, or use a soft margin "
+            "(--margin soft)",
+            conflicting_pairs=pairs,
+            farkas=y,
+            radius=radius,
+        )
+    if margin > SEPARABLE_MARGIN:
         raise SolverError(
-            f"solver reported {solver_status!r} but the margin constraints are feasible (an LP found a "
-            "point); the problem is badly scaled: rescale the embeddings or try backend='cvxpy' with "
-            "a soft margin",
+            f"solver reported {solver_status!r} on a hard margin the pairs meet (an LP separates them "
+            f"with margin {margin:.3g} relative to the row norms): the backend failed; try another "
+            "backend (backend='cvxpy') or a soft margin",
             status=solver_status,
         )
-    pairs, y = found
-    shown = ", ".join(str(i) for i in pairs[:10]) + (" ..." if len(pairs) > 10 else "")
-    raise InfeasibleError(
-        f"hard margin infeasible: pairs {shown} conflict (a non-negative combination of their "
-        "difference rows is 0 while their margins are positive); drop or fix them, or use a soft "
-        "margin (--margin soft)",
-        conflicting_pairs=pairs,
-        farkas=y,
+    raise NumericalRangeError(
+        f"hard margin: the pairs are separable, if at all, only by a margin below {SEPARABLE_MARGIN:g} "
+        f"relative to their row norms (the separation LP finds {margin:.3g}), which float64 does not "
+        "resolve, and no Farkas certificate of infeasibility verifies: project out the "
+        "near-degenerate direction, rescale the features, or use a soft margin",
+        status=solver_status,
+        relative_margin=margin,
     )
 
 

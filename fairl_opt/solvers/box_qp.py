@@ -52,8 +52,9 @@ def solve_box_qp(delta, margins, upper, *, gap_tol=1e-10, max_iter=100) -> BoxQP
     # Normalise (implicitly: Δ is never copied). With Δ = rΔ̃ (r = rms row norm) and m = t·m̃, the
     # dual in β = r²α/t is the same box QP with upper bound r²C/t. Choosing t = r²C (soft) puts the
     # box at [0, 1]; t = max|m| (hard) puts the margins at O(1). The scaled objective is r²/t²
-    # times the original, so the certificate's floor max(1, |P|) becomes r²/t². Per-pair bounds C_i
-    # use t = r² max_i C_i: the box becomes [0, C_i / max C] ⊆ [0, 1].
+    # times the original; the stopping rule is relative to the objective (no floor), like the
+    # certificate's, so it means the same in both units. Per-pair bounds C_i use t = r² max_i C_i:
+    # the box becomes [0, C_i / max C] ⊆ [0, 1].
     r = float(np.sqrt(row_sq.mean())) if row_sq.mean() > 0 else 1.0
     if np.ndim(upper) == 1:
         t = r * r * float(upper.max())
@@ -61,13 +62,13 @@ def solve_box_qp(delta, margins, upper, *, gap_tol=1e-10, max_iter=100) -> BoxQP
         t = r * r * upper
     else:
         t = float(np.abs(m).max()) or 1.0
-    result = _ipm(delta, r, m / t, row_sq / r**2, upper * r**2 / t, gap_tol, max_iter, floor=r**2 / t**2)
+    result = _ipm(delta, r, m / t, row_sq / r**2, upper * r**2 / t, gap_tol, max_iter)
     result.alpha = result.alpha * (t / r**2)
     result.theta = delta.T @ result.alpha
     return result
 
 
-def _ipm(delta, r, m, row_sq, upper, gap_tol, max_iter, floor) -> BoxQPResult:
+def _ipm(delta, r, m, row_sq, upper, gap_tol, max_iter) -> BoxQPResult:
     k, d = delta.shape
     per_pair = np.ndim(upper) == 1  # per-pair bounds (always finite)
     finite = per_pair or bool(np.isfinite(upper))
@@ -97,11 +98,11 @@ def _ipm(delta, r, m, row_sq, upper, gap_tol, max_iter, floor) -> BoxQPResult:
         dual = float(m @ alpha) - half
         if finite:
             primal = half + (float(upper @ shortfall) if per_pair else upper * float(shortfall.sum()))
-            gap_ok = primal - dual <= gap_tol * max(floor, abs(primal))
+            gap_ok = primal - dual <= gap_tol * abs(primal)
             feasible = True
         else:
             primal = half
-            gap_ok = primal - dual <= gap_tol * max(floor, abs(primal))
+            gap_ok = primal - dual <= gap_tol * abs(primal)
             feasible = float(shortfall.max()) <= 1e-9 * scale
         if gap_ok and feasible:
             status = "solved"

@@ -5,6 +5,13 @@ them, the primal objective P(θ), a dual objective D(α) that lower-bounds the o
 dual-feasible α (weak duality, see :meth:`MarginProgram.dual_objective` and
 :meth:`MaxEntProgram.dual_objective`), the gap P − D and the largest constraint violation. So a
 certificate with a small gap and no violation proves θ is near-optimal without trusting the solver.
+
+The acceptance rule is scale-invariant (``proofs/T11_certificate_scale.md``): the gap is compared
+with the objective's own size, ``P − D ≤ gap_tol · |P|`` (no floor of 1 in the objective's units:
+features of size 10⁶ give objectives of 10⁻¹², and an absolute floor would then accept any answer),
+and a hard margin's shortfall with the margins' own size, ``max_i (m_i − Δ_iθ)₊ ≤ feas_tol · max|m|``.
+Under Δ → sΔ, m → tm (θ → tθ/s, C → tC/s² for the QP, tC·… see the note) both ratios are unchanged,
+so the same answer is accepted or refused at every scale.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import numpy as np
 
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 
-#: Default acceptance: relative gap and violation (relative to the margin scale).
+#: Default acceptance: relative gap (to |P|) and hard-margin shortfall (relative to max|m|).
 GAP_TOL = 1e-6
 FEAS_TOL = 1e-7
 
@@ -27,20 +34,24 @@ class Certificate:
     Attributes
     ----------
     status : {"optimal", "inaccurate"}
-        "optimal" when ``relative_gap <= gap_tol`` and ``max_violation <= feas_tol``.
+        "optimal" when ``relative_gap <= gap_tol`` and ``relative_violation <= feas_tol``.
     solver_status : str
         What the backend itself reported.
     primal_objective, dual_objective : float
         P(θ) and D(α); D(α) ≤ optimum ≤ P(θ) when θ is feasible.
     gap, relative_gap : float
-        P − D and (P − D) / max(1, |P|).
-    max_violation : float
-        max_i max(0, m_i − Δ_i θ) for hard margins (soft programs and MaxEnt: 0).
+        P − D (absolute, in the objective's units) and (P − D)₊ / |P| (0 when P = D = 0).
+    max_violation, relative_violation : float
+        max_i max(0, m_i − Δ_i θ) for hard margins (soft programs and MaxEnt: 0), and the same
+        divided by max_i |m_i| (by max_i |Δ_i|·|θ| when every margin is 0).
     gradient_bound : float or None
         MaxEnt only: ‖∇P(θ)‖² / (2λ) ≥ P(θ) − P* by λ-strong convexity.
     solve_seconds : float
         Time in the solver call alone.
     backend : str
+    row_scale, margin_scale : float
+        The powers of two s, t the backend solved on (Δ/s, m/t; see
+        :mod:`fairl_opt.solvers.scaling`); 1 when the data were used as given.
     """
 
     status: str
@@ -55,6 +66,9 @@ class Certificate:
     gradient_bound: float | None = None
     gap_tol: float = GAP_TOL
     feas_tol: float = FEAS_TOL
+    relative_violation: float = 0.0
+    row_scale: float = 1.0
+    margin_scale: float = 1.0
 
     @property
     def optimal(self) -> bool:
@@ -62,6 +76,26 @@ class Certificate:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def relative_gap(primal: float, dual: float) -> float:
+    """(P − D)₊ / |P|: 0 when the gap is ≤ 0 (rounding), ∞ when P = 0 < P − D."""
+    gap = primal - dual
+    if not (np.isfinite(primal) and np.isfinite(dual)):
+        return float("inf")
+    if gap <= 0:
+        return 0.0
+    return float(gap / abs(primal)) if primal != 0 else float("inf")
+
+
+def relative_violation(program: MarginProgram, theta: np.ndarray, violation: float) -> float:
+    """A hard margin's largest shortfall relative to the margins' own size (see :class:`Certificate`)."""
+    if violation <= 0:
+        return 0.0
+    scale = float(np.abs(program.margins).max())
+    if scale == 0:
+        scale = float((np.abs(program.delta) @ np.abs(theta)).max())
+    return float(violation / scale) if scale > 0 else float("inf")
 
 
 def certify(
@@ -77,25 +111,29 @@ def certify(
 ) -> Certificate:
     """Build the certificate of ``theta`` (with multipliers ``duals``) for ``program``."""
     theta = np.asarray(theta, dtype=np.float64)
-    primal = program.objective(theta)
-    gradient_bound = None
-    if isinstance(program, MaxEntProgram):
-        dual = program.dual_objective(duals)
-        violation = 0.0
-        grad = program.gradient(theta)
-        gradient_bound = float(grad @ grad / (2.0 * program.reg))
-        scale = 1.0
-    else:
-        dual = program.dual_objective(duals)
-        violation = program.max_violation(theta)
-        scale = max(1.0, float(np.abs(program.margins).max()))
+    duals = np.asarray(duals, dtype=np.float64)
+    finite = bool(np.isfinite(theta).all() and np.isfinite(duals).all())
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        primal = program.objective(theta) if finite else float("nan")
+        dual = program.dual_objective(duals) if finite else float("nan")
+        gradient_bound = None
+        if isinstance(program, MaxEntProgram):
+            violation = 0.0
+            rel_violation = 0.0
+            if finite:
+                grad = program.gradient(theta)
+                gradient_bound = float(grad @ grad / (2.0 * program.reg))
+        else:
+            violation = program.max_violation(theta) if finite else float("nan")
+            rel_violation = relative_violation(program, theta, violation) if finite else float("nan")
     gap = primal - dual
-    relative_gap = gap / max(1.0, abs(primal))
-    ok = (
-        np.isfinite(primal)
+    rel_gap = relative_gap(primal, dual)
+    ok = bool(
+        finite
+        and np.isfinite(primal)
         and np.isfinite(dual)
-        and relative_gap <= gap_tol
-        and violation <= feas_tol * scale
+        and rel_gap <= gap_tol
+        and rel_violation <= feas_tol
     )
     return Certificate(
         status="optimal" if ok else "inaccurate",
@@ -103,11 +141,12 @@ def certify(
         primal_objective=float(primal),
         dual_objective=float(dual),
         gap=float(gap),
-        relative_gap=float(relative_gap),
+        relative_gap=float(rel_gap),
         max_violation=float(violation),
         solve_seconds=float(solve_seconds),
         backend=backend,
         gradient_bound=gradient_bound,
         gap_tol=gap_tol,
         feas_tol=feas_tol,
+        relative_violation=float(rel_violation),
     )

@@ -93,7 +93,7 @@ class HighsLP(Backend):
     batch : int or None
         Most violated pairs added per round; default ``max(50, n // 10)``.
     tol : float
-        A pair counts as violated when ``m_i − Δ_i θ > tol · max(1, max|m|)`` (the certificate
+        A pair counts as violated when ``m_i − Δ_i θ > tol · max|m|`` (the certificate
         accepts 1e-7 on the same scale).
     cutting_planes : bool
         False puts all n pairs in the first working set (one plain HiGHS solve).
@@ -123,6 +123,7 @@ class HighsLP(Backend):
     """
 
     name = "highs"
+    solves = "MarginProgram with norm 'l1' or 'linf'"
 
     def __init__(
         self,
@@ -156,7 +157,7 @@ class HighsLP(Backend):
         return isinstance(program, MarginProgram) and program.norm in ("l1", "linf")
 
     # -- public ------------------------------------------------------------------------------------
-    def solve(self, program, warm_start: Solution | None = None) -> Solution:
+    def _solve(self, program, warm_start: Solution | None = None) -> Solution:
         if not self.supports(program):
             what = f"norm={program.norm!r}" if isinstance(program, MarginProgram) else type(program).__name__
             raise DataError(
@@ -337,8 +338,8 @@ class HighsLP(Backend):
     def _cutting_planes(self, program: MarginProgram):
         D, m = self._D, program.margins
         n, d = D.shape
-        tol = self.tol * max(1.0, float(np.abs(m).max()))
-        refine_tol = 0.1 * FEAS_TOL * max(1.0, float(np.abs(m).max()))
+        tol = self.tol * (float(np.abs(m).max()) or 1.0)
+        refine_tol = 0.1 * FEAS_TOL * (float(np.abs(m).max()) or 1.0)
         batch = self.batch if self.batch is not None else max(50, n // 10)
         refinements = 0
         while True:

@@ -16,7 +16,7 @@ Algorithm
 1. ``scipy.optimize.minimize(method="L-BFGS-B")`` on a fused value+gradient function: one product
    Δθ and one product Δᵀv per call, numerically stable ``log1p(exp(−|s|))``, preallocated buffers.
    Its own stopping tests are switched off (``ftol = gtol = 0``); instead every evaluation checks
-   ``‖∇P‖²/(2λ) ≤ tol·max(1, |P|)`` and stops the run at the first point that passes (a line-search
+   ``‖∇P‖²/(2λ) ≤ tol·|P|`` and stops the run at the first point that passes (a line-search
    trial point counts: any evaluated point with a small gradient is certified).
 2. Stagnation switch: from iteration ``_MIN_ITER`` on, the linear rate of the best ‖∇P‖ over the
    last ``_WINDOW`` iterations predicts how many more iterations L-BFGS needs; when that exceeds
@@ -235,13 +235,13 @@ class LbfgsMaxEnt(Backend):
     Parameters
     ----------
     tol : float, default 1e-8
-        Certified relative suboptimality: stop at the first θ with ``‖∇P(θ)‖²/(2λ) ≤ tol·max(1, |P|)``
+        Certified relative suboptimality: stop at the first θ with ``‖∇P(θ)‖²/(2λ) ≤ tol·|P|``
         (equal, in exact arithmetic, to the duality gap at β(θ)); the certificate is built with
         ``gap_tol=tol``. Below ~1e-13 the gap is at the level of float64 rounding of P and D and may
         not certify.
     theta_tol : float or None
         Also require the certified distance bound ``‖θ − θ*‖ ≤ ‖∇P(θ)‖/λ`` (strong convexity) to be
-        at most this. ``tol`` alone pins θ only to ``sqrt(2·tol·max(1, |P|)/λ)``.
+        at most this. ``tol`` alone pins θ only to ``sqrt(2·tol·|P|/λ)``.
     memory : int, default 10
         L-BFGS memory (``maxcor``); larger values cost more per iteration than they save here.
     max_iter : int, default 2000
@@ -279,11 +279,12 @@ class LbfgsMaxEnt(Backend):
     >>> from fairl_opt.programs import MaxEntProgram
     >>> delta = np.random.default_rng(0).normal(size=(50, 5)) + 1.0
     >>> sol = LbfgsMaxEnt().solve(MaxEntProgram(delta, reg=0.1))
-    >>> sol.status, sol.certificate.gradient_bound <= 1e-8 * max(1, abs(sol.objective))
+    >>> sol.status, sol.certificate.gradient_bound <= 1e-8 * abs(sol.objective)
     ('optimal', True)
     """
 
     name = "lbfgs"
+    solves = "MaxEntProgram"
 
     def __init__(
         self,
@@ -325,13 +326,13 @@ class LbfgsMaxEnt(Backend):
 
     # -- the stopping rule -------------------------------------------------------------------------
     def _gnorm_target(self, value: float, reg: float) -> float:
-        """The ‖∇P‖ that certifies: ‖∇P‖²/(2λ) ≤ tol·max(1, |P|), and ‖∇P‖/λ ≤ theta_tol if set."""
-        target = math.sqrt(2.0 * reg * self.tol * max(1.0, abs(value)))
+        """The ‖∇P‖ that certifies: ‖∇P‖²/(2λ) ≤ tol·|P|, and ‖∇P‖/λ ≤ theta_tol if set."""
+        target = math.sqrt(2.0 * reg * self.tol * abs(value))
         if self.theta_tol is not None:
             target = min(target, reg * self.theta_tol)
         return target
 
-    def solve(self, program: MaxEntProgram, warm_start: Solution | None = None) -> Solution:
+    def _solve(self, program: MaxEntProgram, warm_start: Solution | None = None) -> Solution:
         if not isinstance(program, MaxEntProgram):
             raise TypeError(f"lbfgs backend solves maxent programs only, got {type(program).__name__}")
         start = time.perf_counter()
@@ -450,7 +451,7 @@ class LbfgsMaxEnt(Backend):
                 if new_value <= value + 1e-4 * t * slope:
                     accepted = True
                 # in the last digits P cannot show a decrease: accept a smaller gradient instead
-                elif new_value <= value + 8 * eps * max(1.0, abs(value)) and new_grad @ new_grad < grad @ grad:
+                elif new_value <= value + 8 * eps * abs(value) and new_grad @ new_grad < grad @ grad:
                     accepted = True
                 if accepted:
                     break

@@ -12,7 +12,6 @@ import time
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from fairl_opt.exceptions import SolverError
 from fairl_opt.programs import MaxEntProgram
 from fairl_opt.solvers.base import Backend, Solution
 from fairl_opt.solvers.certificate import GAP_TOL, certify
@@ -22,6 +21,7 @@ class NewtonMaxEnt(Backend):
     """Damped Newton for :class:`MaxEntProgram`; warm-starts from a previous θ."""
 
     name = "newton"
+    solves = "MaxEntProgram"
 
     def __init__(self, max_iter: int = 100, gap_tol: float = 1e-12):
         self.max_iter = max_iter
@@ -30,7 +30,7 @@ class NewtonMaxEnt(Backend):
     def supports(self, program) -> bool:
         return isinstance(program, MaxEntProgram)
 
-    def solve(self, program: MaxEntProgram, warm_start: Solution | None = None) -> Solution:
+    def _solve(self, program: MaxEntProgram, warm_start: Solution | None = None) -> Solution:
         if not isinstance(program, MaxEntProgram):
             raise TypeError(f"newton backend solves maxent programs only, got {type(program).__name__}")
         start = time.perf_counter()
@@ -44,7 +44,7 @@ class NewtonMaxEnt(Backend):
             gap = value - program.dual_objective(program.dual_variables(theta))
             if polish:
                 break
-            if gap <= self.gap_tol * max(1.0, abs(value)):
+            if gap <= self.gap_tol * abs(value):
                 # One more step: quadratic convergence turns a 1e-12 gap into θ accurate to ~1e-12
                 # (a gap g only pins θ to within sqrt(2g/λ)).
                 status = "converged"
@@ -52,8 +52,10 @@ class NewtonMaxEnt(Backend):
             grad = program.gradient(theta)
             try:
                 step = -cho_solve(cho_factor(program.hessian(theta)), grad)
-            except np.linalg.LinAlgError:
-                raise SolverError("newton: Hessian not positive definite (data overflow?); rescale the embeddings") from None
+            except (np.linalg.LinAlgError, ValueError):
+                # ValueError: inf/NaN in the Hessian (curvature beyond float64)
+                status = "hessian-not-factorable"
+                break
             slope = grad @ step
             t = 1.0
             while True:

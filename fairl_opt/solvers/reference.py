@@ -33,6 +33,7 @@ class CvxpyBackend(Backend):
     """cvxpy reference backend (Clarabel for ``mm-qp`` and ``maxent``, HiGHS for ``mm-lp``)."""
 
     name = "cvxpy"
+    solves = "MarginProgram and MaxEntProgram"
 
     def __init__(self):
         self._cache = None  # (key, problem, theta_var, margin_param, constraint)
@@ -40,7 +41,7 @@ class CvxpyBackend(Backend):
     def supports(self, program) -> bool:
         return isinstance(program, (MarginProgram, MaxEntProgram))
 
-    def solve(self, program, warm_start: Solution | None = None) -> Solution:
+    def _solve(self, program, warm_start: Solution | None = None) -> Solution:
         if isinstance(program, MarginProgram):
             return self._solve_margin(program)
         if isinstance(program, MaxEntProgram):

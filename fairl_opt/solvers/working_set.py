@@ -55,6 +55,7 @@ class WorkingSetQP(Backend):
     """
 
     name = "working-set"
+    solves = "MarginProgram with norm 'l2'"
 
     def __init__(self, full_set_below=5000, screening_epochs=20, batch=2000, max_rounds=50, fallback=True):
         self.full_set_below = full_set_below
@@ -70,16 +71,19 @@ class WorkingSetQP(Backend):
     def supports(self, program) -> bool:
         return isinstance(program, MarginProgram) and program.norm == "l2"
 
-    def solve(self, program: MarginProgram, warm_start: Solution | None = None) -> Solution:
+    def _solve(self, program: MarginProgram, warm_start: Solution | None = None) -> Solution:
         if not self.supports(program):
             raise TypeError("working-set backend solves MarginProgram with norm='l2' only")
+        return self._solve_box(program, warm_start)
+
+    def _solve_box(self, program: MarginProgram, warm_start: Solution | None = None) -> Solution:
         start = time.perf_counter()
         delta, margins = program.delta, program.margins
         n = program.n_pairs
         # the dual box: a scalar (∞ or C) or, for per-pair prices, the (n,) array C_i
         upper = np.inf if program.hard else (program.C if program.per_pair_prices else float(program.C))
         per_pair = np.ndim(upper) == 1
-        scale = max(1.0, float(np.abs(margins).max()))
+        scale = float(np.abs(margins).max()) or 1.0
         tol = 1e-9 * scale
         work = self._initial_working_set(program, upper, warm_start)
         status = "max_rounds"
