@@ -22,6 +22,7 @@ those, the same for every backend.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -33,7 +34,12 @@ _DUAL_NORM_ORD = {"l1": np.inf, "linf": 1}
 
 
 def _check_delta(delta) -> np.ndarray:
-    delta = np.asarray(delta)
+    try:
+        delta = np.asarray(delta)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"delta must be a 2-D array of real numbers: {exc}") from None
+    if delta.dtype.kind not in "fiu":
+        raise DataError(f"delta must hold real numbers (float or int), got dtype {delta.dtype}")
     if delta.dtype not in (np.float32, np.float64):
         delta = delta.astype(np.float64)
     if delta.ndim != 2 or delta.shape[0] == 0 or delta.shape[1] == 0:
@@ -44,10 +50,28 @@ def _check_delta(delta) -> np.ndarray:
     return delta
 
 
+def real_scalar(name: str, value) -> float:
+    """``value`` as a float, or a DataError naming ``name`` (strings, bools, complex and arrays
+    are refused: ``C="1"`` is a mistake, not a number)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise DataError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def _real_array(name: str, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} must be real numbers: {exc}") from None
+    if arr.dtype.kind not in "fiu":
+        raise DataError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
 def _per_pair(name: str, value, n: int, default: float, positive: bool = False, nonneg=False) -> np.ndarray:
     if value is None:
         return np.full(n, default, dtype=np.float64)
-    arr = np.asarray(value, dtype=np.float64)
+    arr = _real_array(name, value)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
@@ -112,14 +136,12 @@ class MarginProgram(_Rows):
         if self.norm not in NORMS:
             raise DataError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.C is not None and np.ndim(self.C) == 0:
+            object.__setattr__(self, "C", real_scalar("C", self.C))
             if not (np.isfinite(self.C) and self.C > 0):
                 raise DataError(f"C must be positive and finite (or None for a hard margin), got {self.C}")
         elif self.C is not None:
             # per-pair prices: always a private copy (the caller may keep editing its array)
-            try:
-                prices = np.array(self.C, dtype=np.float64, copy=True)
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"C must be a positive number or an array of per-pair prices: {exc}") from None
+            prices = _real_array("C", self.C).copy()
             if prices.shape != (delta.shape[0],):
                 raise DataError(
                     f"C must be a scalar or have one price per pair ({delta.shape[0]}), got shape {prices.shape}"
@@ -258,6 +280,8 @@ class MaxEntProgram(_Rows):
 
     def __post_init__(self):
         delta = _check_delta(self.delta)
+        if self.reg is not None:
+            object.__setattr__(self, "reg", real_scalar("reg (λ)", self.reg))
         if self.reg is None or not (np.isfinite(self.reg) and self.reg > 0):
             raise DataError(
                 f"reg (λ) must be positive and finite, got {self.reg}: without it separable data "

@@ -16,12 +16,14 @@ from scipy.optimize import linprog
 from fairl_opt.exceptions import DataError, FairlError, InfeasibleError, NumericalRangeError, SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers.certificate import Certificate, certify
-from fairl_opt.solvers.scaling import Scaling, choose_scaling, scale_rows, scaled_program
+from fairl_opt.solvers.scaling import Scaling, check_range, choose_scaling, scale_rows, scaled_program
 
 
 #: Soft margins with every price at least this (rows and margins of size 1, as the backend sees
 #: them) are tried as hard margins first (see :meth:`Backend._solve_soft_or_hard`).
 HARD_FIRST_PRICE = 1e6
+#: Soft margins with every price at most this are tried with every multiplier at its bound first.
+ALL_SLACK_PRICE = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +72,7 @@ class Backend:
         scaling = choose_scaling(program)
         if scaling.identity:
             return self._solve_soft_or_hard(program, warm_start)
-        scaled = scaled_program(program, scaling, self._scaled_rows(program.delta, scaling.row_scale))
+        scaled = scaled_program(program, scaling, self._scaled_rows(program.delta, scaling.row_exp))
         try:
             inner = self._solve_soft_or_hard(scaled, self._warm_scaled(warm_start, program, scaled, scaling))
         except InfeasibleError as exc:
@@ -88,35 +90,61 @@ class Backend:
                 return retry
             if inner is None:
                 raise failure
-        outer = Solution(
-            program,
-            inner.theta * scaling.theta_factor,
-            inner.duals * scaling.dual_factor,
-            _certificate_back(inner.certificate, scaling),
-        )
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            outer = Solution(
+                program,
+                inner.theta * scaling.theta_factor,
+                inner.duals * scaling.dual_factor,
+                _certificate_back(inner.certificate, scaling),
+            )
+        if not (np.isfinite(outer.theta).all() and np.isfinite(outer.certificate.primal_objective)):
+            what = "margins" if isinstance(program, MarginProgram) else "reg (λ)"
+            raise DataError(
+                f"the reward for these {what} and rows does not fit in float64 (largest |Δ| "
+                f"{float(np.abs(program.delta).max()):.3g}"
+                + (f", largest |m| {float(np.abs(program.margins).max()):.3g}" if isinstance(program, MarginProgram) else "")
+                + "): bring the margins and the features closer in size"
+            )
         return outer
 
     def _solve_soft_or_hard(self, program, warm_start):
-        """``_solve``, after trying a soft margin with overwhelming prices as a hard one.
+        """``_solve`` on a program whose rows and margins are of size 1, after two exact shortcuts.
 
-        With every C_i ≥ :data:`HARD_FIRST_PRICE` (on rows and margins of size 1) the dual box is
-        too wide for interior points to centre in. When the hard margin is feasible and its
-        multipliers fit in the box (α_i ≤ C_i), (θ, α, ξ = 0) satisfies the soft program's KKT
-        conditions, so it is the soft optimum; the certificate, computed on the soft program
-        itself, checks it. Otherwise the soft program is solved as given."""
-        if isinstance(program, MarginProgram) and not program.hard and float(np.min(program.C)) >= HARD_FIRST_PRICE:
+        * Every C_i ≥ :data:`HARD_FIRST_PRICE`: the dual box is too wide for interior points to
+          centre in. When the hard margin is feasible and its multipliers fit in the box
+          (α_i ≤ C_i), (θ, α, ξ = 0) satisfies the soft program's KKT conditions, so it is the
+          soft optimum.
+        * Every C_i ≤ :data:`ALL_SLACK_PRICE`: slack is so cheap that every multiplier may sit at
+          its bound, α = C: θ = Δᵀα (QP) or θ = 0 (LP, when ‖ΔᵀC‖_* ≤ 1); when every pair then
+          stays short of its margin, that is the KKT point.
+
+        The certificate, computed on the soft program itself, checks either. Otherwise the program
+        is solved as given, if its scale-free prices are in the range float64 resolves
+        (:func:`fairl_opt.solvers.scaling.check_range`)."""
+        if isinstance(program, MarginProgram) and not program.hard:
             start = time.perf_counter()
-            try:
-                hard = self._solve(program.with_prices(None), None)
-            except FairlError:
-                hard = None
-            if hard is not None and hard.certificate.optimal and not (hard.duals > program.C).any():
-                cert = certify(program, hard.theta, hard.duals, backend=self.name,
-                               solver_status=f"hard-first:{hard.certificate.solver_status}",
+            found = None
+            if float(np.min(program.C)) >= HARD_FIRST_PRICE:
+                found = self._hard_first(program)
+            elif float(np.max(program.C)) <= ALL_SLACK_PRICE:
+                found = _all_slack(program, self.name)
+            if found is not None:
+                theta, duals, status = found
+                cert = certify(program, theta, duals, backend=self.name, solver_status=status,
                                solve_seconds=time.perf_counter() - start)
                 if cert.optimal:
-                    return Solution(program, hard.theta, hard.duals, cert)
+                    return Solution(program, theta, duals, cert)
+        check_range(program)
         return self._solve(program, warm_start)
+
+    def _hard_first(self, program):
+        try:
+            hard = self._solve(program.with_prices(None), None)
+        except FairlError:
+            return None
+        if hard.certificate.optimal and not (hard.duals > program.C).any():
+            return hard.theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"
+        return None
 
     def _as_given(self, program, warm_start) -> Solution | None:
         try:
@@ -124,8 +152,8 @@ class Backend:
         except SolverError:
             return None
 
-    def _scaled_rows(self, delta: np.ndarray, s: float) -> np.ndarray:
-        """Δ/s, kept while Δ is the same object (FA rounds re-solve on the same rows: the
+    def _scaled_rows(self, delta: np.ndarray, s: int) -> np.ndarray:
+        """Δ/2^s, kept while Δ is the same object (FA rounds re-solve on the same rows: the
         backends' caches, keyed on the identity of the rows they see, keep working)."""
         cached = getattr(self, "_scaled_rows_cache", None)
         if cached is not None and cached[0] is delta and cached[1] == s:
@@ -147,6 +175,16 @@ class Backend:
             warm.duals / scaling.dual_factor,
             warm.certificate,
         )
+
+
+def _all_slack(program: MarginProgram, name: str):
+    """(θ, α, status) with every multiplier at its price, α = C (see ``_solve_soft_or_hard``)."""
+    alpha = program.prices
+    if program.norm == "l2":
+        theta = program.delta.T @ alpha
+    else:
+        theta = np.zeros(program.dim)
+    return theta, alpha, "all-slack"
 
 
 def _comfortable(program) -> bool:

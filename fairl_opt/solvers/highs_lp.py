@@ -353,8 +353,10 @@ class HighsLP(Backend):
                 raise SolverError(
                     f"HiGHS returned model status {text!r} on {program.kind} ({program.norm}, "
                     f"{'hard' if program.hard else 'soft'} margin, n={n}, d={d}, "
-                    f"{len(self._ws)} pairs in the working set); try a soft margin, rescaling the "
-                    "embeddings, or backend='cvxpy'",
+                    f"{len(self._ws)} pairs in the working set); "
+                    + ("try a soft margin or backend='cvxpy'" if program.hard else
+                       "try a smaller C (a price this high makes it a hard margin the pairs do not "
+                       "meet) or backend='cvxpy'"),
                     status=text,
                 )
             solution = self._highs.getSolution()

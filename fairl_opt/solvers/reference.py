@@ -90,7 +90,9 @@ class CvxpyBackend(Backend):
             raise SolverError(
                 f"{solver} returned status {status!r} on {program.kind} "
                 f"({'hard' if program.hard else 'soft'} margin, n={program.n_pairs}, d={program.dim}); "
-                "try a soft margin, rescaling the embeddings, or another backend",
+                + ("try a soft margin or another backend" if program.hard else
+                   "try a smaller C (a price this high makes it a hard margin the pairs do not meet) "
+                   "or another backend"),
                 status=status,
             )
         duals = np.asarray(constraint.dual_value, dtype=np.float64)
@@ -126,7 +128,7 @@ def _run(problem: cp.Problem, solver: str, options: dict) -> tuple[float, str]:
         with warnings.catch_warnings(), quiet:
             warnings.simplefilter("ignore")  # cvxpy warns on inaccurate solutions; the certificate says it
             problem.solve(solver=solver, verbose=False, **options)
-    except cp.error.SolverError as exc:
+    except (cp.error.SolverError, ValueError) as exc:  # ValueError: cvxpy cannot unpack a failed solve
         raise SolverError(f"{solver} failed inside cvxpy: {exc}; try another backend or rescale the data") from None
     return time.perf_counter() - start, problem.status
 

@@ -35,97 +35,130 @@ from fairl_opt.programs import MarginProgram, MaxEntProgram
 
 #: Rows and margins whose largest entry lies in [2^-WINDOW, 2^WINDOW] are not rescaled.
 WINDOW = 10
-#: Usable range of the scale-free slack price C̃ = s²C/t (QP) or sC (LP), and of λ̃ = λ/s² (MaxEnt):
-#: beyond it the dual box or the Hessian spans more than float64 can hold next to the data.
-PRICE_RANGE = (1e-150, 1e150)
+#: Usable range of the scale-free slack price C̃ = s²C/t (QP) or sC (LP) once the shortcuts of
+#: :meth:`fairl_opt.solvers.base.Backend.solve` (hard margin first for huge prices, every
+#: multiplier at its bound for tiny ones) do not apply: beyond it the dual box spans more than
+#: float64 can resolve next to rows and margins of size 1.
+PRICE_RANGE = (1e-100, 1e15)
+#: Usable range of λ̃ = λ/s² for MaxEnt (a huge λ̃ only pins θ near 0, which Newton handles).
+REG_RANGE = (1e-100, 1e250)
+#: Largest scale-free curvature w_i‖Δ_i‖²/(T_i²λ) of one MaxEnt pair a float64 Hessian can hold
+#: beside λI.
+CURVATURE_MAX = 1e30
 
 
-def power_of_two(value: float) -> float:
-    """The power of two nearest to ``value`` (> 0) on a log scale; 1 inside the no-rescale window."""
+def power_of_two(value: float) -> int:
+    """The exponent e of the power of two 2^e nearest below ``value`` (> 0); 0 inside the
+    no-rescale window."""
     if not (value > 0 and math.isfinite(value)):
-        return 1.0
+        return 0
     exponent = math.frexp(value)[1] - 1  # value = f·2^(e+1), f ∈ [0.5, 1): 2^e ≤ value < 2^(e+1)
-    if -WINDOW <= exponent <= WINDOW:
-        return 1.0
-    return math.ldexp(1.0, exponent)
+    return 0 if -WINDOW <= exponent <= WINDOW else exponent
+
+
+def _pow2(exponent: int) -> float:
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.ldexp(1.0, exponent))
 
 
 @dataclass(frozen=True)
 class Scaling:
-    """The powers of two s (rows) and t (margins) a program is solved at, and the maps between."""
+    """The powers of two s = 2^row_exp (rows) and t = 2^margin_exp (margins) a program is solved
+    at, and the exact factors between the two sets of units."""
 
-    row_scale: float = 1.0
-    margin_scale: float = 1.0
+    row_exp: int = 0
+    margin_exp: int = 0
     kind: str = "mm-qp"
 
     @property
     def identity(self) -> bool:
-        return self.row_scale == 1.0 and self.margin_scale == 1.0
+        return self.row_exp == 0 and self.margin_exp == 0
 
-    # θ = θ_factor · θ̃, duals = dual_factor · dual̃, P = objective_factor · P̃
+    @property
+    def row_scale(self) -> float:
+        return _pow2(self.row_exp)
+
+    @property
+    def margin_scale(self) -> float:
+        return _pow2(self.margin_exp)
+
+    # θ = theta_factor · θ̃, duals = dual_factor · dual̃, P = objective_factor · P̃
     @property
     def theta_factor(self) -> float:
         if self.kind == "maxent":
-            return 1.0 / self.row_scale
-        return self.margin_scale / self.row_scale
+            return _pow2(-self.row_exp)
+        return _pow2(self.margin_exp - self.row_exp)
 
     @property
     def dual_factor(self) -> float:
         if self.kind == "maxent":
             return 1.0
         if self.kind == "mm-qp":
-            return self.margin_scale / self.row_scale**2
-        return 1.0 / self.row_scale
+            return _pow2(self.margin_exp - 2 * self.row_exp)
+        return _pow2(-self.row_exp)
 
     @property
     def objective_factor(self) -> float:
         if self.kind == "maxent":
             return 1.0
         if self.kind == "mm-qp":
-            return (self.margin_scale / self.row_scale) ** 2
-        return self.margin_scale / self.row_scale
+            return _pow2(2 * (self.margin_exp - self.row_exp))
+        return _pow2(self.margin_exp - self.row_exp)
 
-    def price_factor(self) -> float:
-        """C̃ = price_factor · C (margin programs) or λ̃ = price_factor · λ (MaxEnt)."""
-        s, t = self.row_scale, self.margin_scale
+    @property
+    def price_exp(self) -> int:
+        """C̃ = 2^price_exp · C (margin programs) or λ̃ = 2^price_exp · λ (MaxEnt)."""
         if self.kind == "maxent":
-            return 1.0 / s**2
-        return s * s / t if self.kind == "mm-qp" else s
+            return -2 * self.row_exp
+        return 2 * self.row_exp - self.margin_exp if self.kind == "mm-qp" else self.row_exp
 
 
 def choose_scaling(program) -> Scaling:
     """The scaling for ``program``: s from its largest |Δ_ij|, t from its largest |m_i|."""
     s = power_of_two(float(np.abs(program.delta).max()))
     if isinstance(program, MaxEntProgram):
-        scaling = Scaling(s, 1.0, "maxent")
-    else:
-        t = power_of_two(float(np.abs(program.margins).max()))
-        scaling = Scaling(s, t, program.kind)
-    _check_range(program, scaling)
-    return scaling
+        return Scaling(s, 0, "maxent")
+    return Scaling(s, power_of_two(float(np.abs(program.margins).max())), program.kind)
 
 
-def _check_range(program, scaling: Scaling) -> None:
-    lo, hi = PRICE_RANGE
-    f = scaling.price_factor()
-    if isinstance(program, MaxEntProgram):
-        name, values = "reg (λ)", np.array([program.reg])
-    elif program.hard:
+def check_range(scaled) -> None:
+    """Refuse a scaled program whose scale-free parameters float64 cannot solve (see the ranges
+    above), naming the argument and the range it would need in the caller's units."""
+    if isinstance(scaled, MaxEntProgram):
+        lo, hi = REG_RANGE
+        if not (lo <= scaled.reg <= hi):
+            raise DataError(
+                f"reg (λ) is {scaled.reg:.3g} times the squared size of the rows; float64 solves "
+                f"{lo:g} … {hi:g} (λ relative to max|Δ|²): "
+                + ("a smaller λ leaves separable data with no resolvable optimum" if scaled.reg < lo
+                   else "rescale the features")
+            )
+        row = np.abs(scaled.delta).max(axis=1).astype(np.float64)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            curvature = scaled.weights * (row / scaled.temperatures) ** 2 / scaled.reg
+        bad = ~(curvature <= CURVATURE_MAX)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"pair {i}: its curvature relative to the regulariser, w_i·max|Δ_i|²/(T_i²·λ) = "
+                f"{curvature[i]:.3g} (weight {scaled.weights[i]:.3g}, temperature "
+                f"{scaled.temperatures[i]:.3g}), is beyond the {CURVATURE_MAX:g} a float64 Hessian "
+                "resolves: use a larger reg (λ), larger temperatures (sharpening compounds over FA "
+                "rounds) or smaller weights"
+            )
         return
-    else:
-        name, values = "C", np.atleast_1d(program.C)
-    scaled = values * f
-    bad = ~((scaled >= lo) & (scaled <= hi))
+    if scaled.hard:
+        return
+    lo, hi = PRICE_RANGE
+    prices = np.atleast_1d(scaled.C)
+    bad = ~((prices >= lo) & (prices <= hi))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        shown = f"{name}[{i}]" if values.size > 1 else name
-        size = float(np.abs(program.delta).max())
-        span = (lo / f, hi / f)
+        shown = f"C[{i}] (pair {i})" if prices.size > 1 else "C"
         raise DataError(
-            f"{shown} = {values[i]:.3g} is outside the range float64 can solve for these data "
-            f"(largest |Δ| = {size:.3g}"
-            + ("" if isinstance(program, MaxEntProgram) else f", largest |m| = {float(np.abs(program.margins).max()):.3g}")
-            + f"): use {span[0]:.3g} ≤ {name} ≤ {span[1]:.3g}"
+            f"{shown}: the slack price relative to the rows and margins (C·max|Δ|²/max|m| for mm-qp, "
+            f"C·max|Δ| for mm-lp) is {prices[i]:.3g}, outside the {lo:g} … {hi:g} float64 resolves for "
+            "data that neither a hard margin nor all-slack answer fits; choose C in that range"
         )
 
 
@@ -134,16 +167,28 @@ def scaled_program(program, scaling: Scaling, delta=None):
     if scaling.identity:
         return program
     if delta is None:
-        delta = scale_rows(program.delta, scaling.row_scale)
-    f = scaling.price_factor()
-    if isinstance(program, MaxEntProgram):
-        return replace(program, delta=delta, reg=program.reg * f)
-    C = None if program.hard else program.C * f
-    return MarginProgram(delta, program.margins / scaling.margin_scale, program.norm, C)
+        delta = scale_rows(program.delta, scaling.row_exp)
+    with np.errstate(over="ignore", under="ignore"):
+        if isinstance(program, MaxEntProgram):
+            reg = float(np.ldexp(program.reg, scaling.price_exp))
+            if not (np.isfinite(reg) and reg > 0):
+                raise DataError(f"reg (λ) = {program.reg:.3g} with rows as large as "
+                                f"{float(np.abs(program.delta).max()):.3g} is outside float64")
+            return replace(program, delta=delta, reg=reg)
+        C = None if program.hard else np.ldexp(program.C, scaling.price_exp)
+        if C is not None and not (np.all(np.isfinite(C)) and np.all(np.asarray(C) > 0)):
+            raise DataError(f"C = {program.C} with rows as large as {float(np.abs(program.delta).max()):.3g} "
+                            "is outside float64 once the rows are scaled to size 1; choose C closer to "
+                            "max|m|/max|Δ|²")
+        if np.ndim(C) == 0 and C is not None:
+            C = float(C)
+        margins = np.ldexp(program.margins, -scaling.margin_exp)
+    return MarginProgram(delta, margins, program.norm, C)
 
 
-def scale_rows(delta: np.ndarray, s: float) -> np.ndarray:
-    """Δ/s in Δ's own dtype (exact: s is a power of two)."""
-    if s == 1.0:
+def scale_rows(delta: np.ndarray, exponent: int) -> np.ndarray:
+    """Δ/2^exponent in Δ's own dtype (exact away from overflow and subnormals)."""
+    if exponent == 0:
         return delta
-    return np.ldexp(delta, -int(math.log2(s))).astype(delta.dtype, copy=False)
+    with np.errstate(under="ignore"):
+        return np.ldexp(delta, -exponent).astype(delta.dtype, copy=False)
