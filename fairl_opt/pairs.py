@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairl_opt._io import atomic_savez
 from fairl_opt.exceptions import DataError
 
 #: Pair kinds from a ground-truth labeller (T = toxic, NT = non-toxic), "rejected→chosen" reading as
@@ -23,16 +24,65 @@ _KIND_ALIASES = {"T→NT": "T->NT", "NT→NT": "NT->NT", "T→T": "T->T", "NT→
 NPZ_KEYS = ("chosen", "rejected", "kinds", "prompt_ids")
 
 
+#: dtype kinds accepted as features: bool, signed and unsigned integers, real floats.
+_REAL_KINDS = "biuf"
+_KIND_NAMES = {"c": "complex", "O": "object", "U": "strings", "S": "bytes", "M": "datetimes",
+               "m": "timedeltas", "V": "structured/void"}
+
+
+def _check_real_dtype(name: str, dtype) -> None:
+    if dtype.kind not in _REAL_KINDS:
+        what = _KIND_NAMES.get(dtype.kind, "non-numeric")
+        raise DataError(f"{name} must be a numeric array of real numbers, got {what} (dtype {dtype})")
+
+
 def _as_float_matrix(name: str, value, dtype) -> np.ndarray:
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # e.g. ragged nested lists
+        raise DataError(f"{name} must be a numeric array: {exc}") from None
+    _check_real_dtype(name, raw.dtype)  # complex would lose its imaginary part, strings would parse
     try:
         # A copy: freezing the caller's own array (or sharing memory with it, so that a later write
         # could bypass validation and stale the cached delta) would be a side effect.
-        arr = np.array(value, dtype=dtype)
+        arr = np.array(raw, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be a numeric array: {exc}") from None
     if arr.ndim != 2:
         raise DataError(f"{name} must be 2-D (pairs x features), got shape {arr.shape}")
     return arr
+
+
+def _as_prompt_ids(value, n: int) -> np.ndarray:
+    """``value`` as int64 prompt ids >= 0, one per pair; DataError naming the entry at fault."""
+    try:
+        ids = np.asarray(value)
+    except (TypeError, ValueError):
+        raise DataError("prompt_ids must be integers") from None
+    if ids.ndim != 1 or ids.shape[0] != n:
+        raise DataError(f"prompt_ids must be 1-D with one id per pair ({n}), got shape {ids.shape}")
+    if ids.dtype.kind not in "iuf":
+        what = "bool" if ids.dtype.kind == "b" else _KIND_NAMES.get(ids.dtype.kind, "non-numeric")
+        raise DataError(f"prompt_ids must be integers, got {what} (dtype {ids.dtype})")
+    if ids.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(ids) | (ids != np.round(ids)))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(f"prompt_ids[{i}] = {ids.tolist()[i]!r} is not an integer")
+    if ids.dtype.kind == "u":  # uint64 2**64 - 1 would wrap to -1
+        too_big = np.flatnonzero(ids > np.uint64(np.iinfo(np.int64).max))
+    elif ids.dtype.kind == "f":  # 2.0**63 is the first float above the int64 range
+        too_big = np.flatnonzero(np.abs(ids) >= 2.0**63)
+    else:
+        too_big = np.empty(0, dtype=np.int64)
+    if too_big.size:
+        i = int(too_big[0])
+        raise DataError(f"prompt_ids[{i}] = {ids.tolist()[i]!r} (pair {i}) does not fit a 64-bit integer")
+    negative = np.flatnonzero(ids < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise DataError(f"prompt_ids[{i}] = {ids.tolist()[i]!r} (pair {i}) is negative; ids must be >= 0")
+    return ids.astype(np.int64)
 
 
 def _first_nonfinite_row(arr: np.ndarray) -> int | None:
@@ -102,6 +152,12 @@ class PreferencePairs:
     dtype: object = np.float64
 
     def __post_init__(self):
+        try:
+            storage = np.dtype(self.dtype)
+        except TypeError:
+            raise DataError(f"dtype must be a float type such as float64 or float32, got {self.dtype!r}") from None
+        if storage.kind != "f":
+            raise DataError(f"dtype must be a float type such as float64 or float32, got {storage}")
         chosen = _as_float_matrix("chosen", self.chosen, self.dtype)
         rejected = _as_float_matrix("rejected", self.rejected, self.dtype)
         if chosen.shape[0] == 0:
@@ -146,24 +202,7 @@ class PreferencePairs:
                     "drop it or pass duplicates='allow'"
                 )
         kinds = normalise_kinds(self.kinds, n)
-        prompt_ids = None
-        if self.prompt_ids is not None:
-            prompt_ids = np.asarray(self.prompt_ids)
-            if prompt_ids.ndim != 1 or prompt_ids.shape[0] != n:
-                raise DataError(
-                    f"prompt_ids must be 1-D with one id per pair ({n}), got shape {prompt_ids.shape}"
-                )
-            if not np.issubdtype(prompt_ids.dtype, np.integer):
-                try:
-                    with np.errstate(invalid="ignore"):  # NaN/inf ids: reported below, not warned
-                        as_int = prompt_ids.astype(np.int64)
-                except (TypeError, ValueError):
-                    raise DataError("prompt_ids must be integers") from None
-                if not np.array_equal(as_int, prompt_ids):
-                    bad = int(np.flatnonzero(as_int != prompt_ids)[0])
-                    raise DataError(f"prompt_ids[{bad}] = {prompt_ids.tolist()[bad]!r} is not an integer")
-                prompt_ids = as_int
-            prompt_ids = prompt_ids.astype(np.int64)
+        prompt_ids = None if self.prompt_ids is None else _as_prompt_ids(self.prompt_ids, n)
         for arr in (chosen, rejected, delta):
             arr.setflags(write=False)
         object.__setattr__(self, "chosen", chosen)
@@ -200,10 +239,18 @@ class PreferencePairs:
         return f"PreferencePairs(n={self.n_pairs}, d={self.dim}{tail})"
 
     def subset(self, index) -> "PreferencePairs":
-        """The pairs at ``index`` (int array or boolean mask), in that order."""
+        """The pairs at ``index`` (int array or boolean mask), in that order.
+
+        Raises
+        ------
+        DataError
+            If ``index`` selects no pair.
+        """
         idx = np.asarray(index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
+        if idx.size == 0:
+            raise DataError("subset needs at least one pair (the index is empty)")
         return PreferencePairs(
             self.chosen[idx],
             self.rejected[idx],
@@ -267,11 +314,13 @@ class PreferencePairs:
         return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
 
     # -- I/O -----------------------------------------------------------------------------------
-    def save(self, path, **extra) -> None:
-        """Write an ``.npz`` with keys chosen, rejected and (when present) kinds, prompt_ids.
+    def save(self, path, **extra) -> Path:
+        """Write an ``.npz`` with keys chosen, rejected and (when present) kinds, prompt_ids; returns
+        the path written (``.npz`` appended when missing, as ``np.savez`` does).
 
         ``extra`` arrays (e.g. ``theta_true``) are stored alongside; they must be numeric or
-        fixed-width strings so that loading never needs pickle.
+        fixed-width strings so that loading never needs pickle. The file is written atomically (a
+        temporary file in the same folder, then renamed), so it is never left half-written.
         """
         arrays = {"chosen": self.chosen, "rejected": self.rejected}
         if self.kinds is not None:
@@ -285,7 +334,10 @@ class PreferencePairs:
             if value.dtype == object:
                 raise DataError(f"extra array {key!r} has dtype object (would need pickle)")
             arrays[key] = value
-        np.savez_compressed(Path(path), **arrays)
+        out = Path(path)
+        if not out.name.endswith(".npz"):
+            out = out.with_name(out.name + ".npz")
+        return atomic_savez(out, compressed=True, **arrays)
 
     @classmethod
     def load(cls, path, duplicates: str = "error", dtype=np.float64) -> "PreferencePairs":
@@ -318,14 +370,17 @@ def load_npz(path, duplicates: str = "error", dtype=np.float64):
     for key in ("chosen", "rejected"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r} (found {sorted(arrays)})")
-    pairs = PreferencePairs(
-        arrays.pop("chosen"),
-        arrays.pop("rejected"),
-        arrays.pop("kinds", None),
-        arrays.pop("prompt_ids", None),
-        duplicates=duplicates,
-        dtype=dtype,
-    )
+    try:
+        pairs = PreferencePairs(
+            arrays.pop("chosen"),
+            arrays.pop("rejected"),
+            arrays.pop("kinds", None),
+            arrays.pop("prompt_ids", None),
+            duplicates=duplicates,
+            dtype=dtype,
+        )
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
     return pairs, arrays
 
 

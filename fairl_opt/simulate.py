@@ -210,15 +210,20 @@ class PlantedProblem:
             "seed": int(self.seed),
         }
 
-    def save(self, path) -> None:
-        """Write everything to one ``.npz`` (no pickle; scalars go in a JSON string array).
+    def save(self, path) -> Path:
+        """Write everything to one ``.npz`` (no pickle; scalars go in a JSON string array), atomically.
 
         Parameters
         ----------
         path : str or Path
-            Destination file.
+            Destination file; ``.npz`` is appended when missing, as ``np.savez`` does.
+
+        Returns
+        -------
+        Path
+            The file written.
         """
-        self.pairs.save(
+        return self.pairs.save(
             path,
             theta_true=self.theta_true,
             eval_features=self.eval_features,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -203,6 +204,73 @@ def test_non_integer_prompt_ids(ids, match):
     chosen, rejected = random_arrays(5, 3)
     with pytest.raises(DataError, match=match):
         PreferencePairs(chosen, rejected, prompt_ids=ids)
+
+
+@pytest.mark.parametrize("value, what", [
+    (np.eye(3) + 1j, "complex"),
+    (np.eye(3).astype(object), "object"),
+    (np.full((3, 3), "1.5"), "strings"),
+    (np.full((3, 3), b"1"), "bytes"),
+])
+def test_non_real_feature_arrays_name_the_argument(value, what):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # complex used to be cast with a ComplexWarning
+        with pytest.raises(DataError, match=rf"rejected must be a numeric array of real numbers, got {what}"):
+            PreferencePairs(np.eye(3), value)
+
+
+def test_bool_and_integer_features_are_cast_to_float():
+    pairs = PreferencePairs(np.eye(3, dtype=bool), np.zeros((3, 3), dtype=np.int8))
+    assert pairs.chosen.dtype == np.float64 and pairs.delta.tolist() == np.eye(3).tolist()
+
+
+def test_storage_dtype_must_be_a_float():
+    for dtype in (complex, np.int64, "no-such-type"):
+        with pytest.raises(DataError, match="dtype must be a float type"):
+            PreferencePairs(np.eye(2), np.zeros((2, 2)), dtype=dtype)
+
+
+@pytest.mark.parametrize("ids, match", [
+    (np.array([0, 1, 2**64 - 1], dtype=np.uint64), r"prompt_ids\[2\] = 18446744073709551615 \(pair 2\) does not fit"),
+    ([0, 1, 1e19], r"prompt_ids\[2\] = 1e\+19 \(pair 2\) does not fit"),
+    ([0, -4, 1], r"prompt_ids\[1\] = -4 \(pair 1\) is negative"),
+    ([0.0, 1.0, -2.0], r"prompt_ids\[2\] = -2.0 \(pair 2\) is negative"),
+    ([True, False, True], r"prompt_ids must be integers, got bool"),
+    (np.array([0, 1, 2], dtype=complex), r"prompt_ids must be integers, got complex"),
+    (np.array([0, 1, 2], dtype=object), r"prompt_ids must be integers, got object"),
+])
+def test_prompt_ids_must_fit_int64_and_be_non_negative(ids, match):
+    with pytest.raises(DataError, match=match):
+        PreferencePairs(np.eye(3), np.zeros((3, 3)), prompt_ids=ids)
+
+
+def test_unsigned_prompt_ids_in_range_are_kept():
+    pairs = PreferencePairs(np.eye(3), np.zeros((3, 3)), prompt_ids=np.array([0, 7, 2**63 - 1], np.uint64))
+    assert pairs.prompt_ids.dtype == np.int64 and pairs.prompt_ids.tolist() == [0, 7, 2**63 - 1]
+
+
+@pytest.mark.parametrize("index", [[], np.array([], dtype=np.int64), np.zeros(3, dtype=bool)])
+def test_empty_subset_is_a_data_error(index):
+    pairs = PreferencePairs(np.eye(3), np.zeros((3, 3)))
+    with pytest.raises(DataError, match="subset needs at least one pair"):
+        pairs.subset(index)
+
+
+def test_load_errors_name_the_file(tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez(path, chosen=np.eye(3) + 1j, rejected=np.zeros((3, 3)))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: chosen must be a numeric array of real numbers, got complex"):
+        load_npz(path)
+
+
+def test_save_appends_npz_and_returns_the_path_written(tmp_path):
+    pairs = PreferencePairs(np.eye(3), np.zeros((3, 3)))
+    assert pairs.save(tmp_path / "p") == tmp_path / "p.npz"
+    assert pairs.save(tmp_path / "q.npz") == tmp_path / "q.npz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz", "q.npz"]  # no temporary file left
+    assert PreferencePairs.load(tmp_path / "p.npz").n_pairs == 3
 
 
 # -- contradictions ------------------------------------------------------------------------------
