@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -658,35 +657,61 @@ def certify_claims(pairs, method="fa-mm-qp", margin="hard", C=1.0, samples=None,
 from fairl_opt._json import jsonable as _jsonable  # noqa: E402
 
 
+#: ``fairl certify`` options whose argparse default is None, with the defaults they get once checked.
+CERTIFY_DEFAULTS = dict(C=1.0, near_tie_quantile=0.1)
+
+
 def add_certify_parser(subparsers):
     """Add ``certify`` to an argparse sub-parser collection; returns the parser."""
+    from fairl_opt._args import HelpFormatter, nonnegative_int, positive_float, positive_int
+
+    d = CERTIFY_DEFAULTS
     p = subparsers.add_parser(
         "certify", help="run the FA loop and certify F_FA ⊊ F_std on these pairs; prints JSON",
         description="Run the failure-aware loop and certify the theory claims (proofs/T2, T3) on PAIRS.npz.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("pairs", help=".npz with chosen, rejected[, kinds, prompt_ids]")
-    p.add_argument("--method", choices=("fa-mm-qp", "fa-mm-lp"), default="fa-mm-qp")
-    p.add_argument("--margin", choices=("hard", "soft"), default="hard")
-    p.add_argument("--C", type=float, default=1.0, help="soft-margin slack penalty")
-    p.add_argument("--samples", type=int, default=None, help="volume-estimate samples per phase")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", type=float, default=2.0, help="R = budget * min{||θ|| : Δθ >= m_FA}")
+    p.add_argument("--method", choices=("fa-mm-qp", "fa-mm-lp"), default="fa-mm-qp", help="FA program")
+    p.add_argument("--margin", choices=("hard", "soft"), default="hard", help="hard or soft margins")
+    p.add_argument("--C", type=float, default=None,
+                   help=f"soft-margin slack penalty (--margin soft; default: {d['C']})")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="volume-estimate samples per phase (default: the estimator's own)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the folds and the volume estimate")
+    p.add_argument("--budget", type=positive_float, default=2.0, help="R = budget * min{||θ|| : Δθ >= m_FA}")
     p.add_argument("--no-volume", action="store_true", help="skip the Monte Carlo volume ratio")
-    p.add_argument("--max-rounds", type=int, default=5)
-    p.add_argument("--oof-folds", type=int, default=5, help="out-of-fold mining folds (0 = off)")
-    p.add_argument("--near-tie-quantile", type=float, default=0.1)
-    p.add_argument("--near-tie-threshold", type=float, default=None, help="absolute τ (overrides the quantile)")
+    p.add_argument("--max-rounds", type=nonnegative_int, default=5, help="FA rounds after the standard solve")
+    p.add_argument("--oof-folds", type=nonnegative_int, default=5, help="out-of-fold mining folds (0 = off)")
+    p.add_argument("--near-tie-quantile", type=float, default=None,
+                   help=f"near-tie threshold as a quantile of the margins (default: {d['near_tie_quantile']})")
+    p.add_argument("--near-tie-threshold", type=float, default=None,
+                   help="absolute near-tie threshold τ, instead of --near-tie-quantile")
     p.add_argument("--margin-step", type=float, default=0.5, help="FA margin tightening δ")
-    p.add_argument("--allow-duplicates", action="store_true")
+    p.add_argument("--allow-duplicates", action="store_true", help="accept identical pairs")
     p.add_argument("--out", help="write JSON here instead of stdout")
     p.set_defaults(func=cmd_certify)
     return p
 
 
 def cmd_certify(args) -> int:
-    """Run ``fairl certify``: print (or write to ``--out``) the JSON of :func:`certify_claims`."""
+    """Run ``fairl certify``: print (or write to ``--out``) the JSON of :func:`certify_claims`.
+
+    Refuses (DataError) options that do not apply: ``--C`` without ``--margin soft``, both near-tie
+    options, ``--samples`` with ``--no-volume``; checks ``--out`` before any work.
+    """
+    from fairl_opt._args import fill_defaults, given
+    from fairl_opt._io import atomic_write_text, check_output_path
     from fairl_opt.pairs import load_npz
 
+    if given(args, "C") and args.margin != "soft":
+        raise DataError("--C applies to --margin soft only (a hard margin has no slack penalty)")
+    if given(args, "near_tie_quantile") and given(args, "near_tie_threshold"):
+        raise DataError("--near-tie-quantile and --near-tie-threshold exclude each other; pass one")
+    if given(args, "samples") and args.no_volume:
+        raise DataError("--samples applies to the volume ratio only, not with --no-volume")
+    fill_defaults(args, CERTIFY_DEFAULTS)
+    out = check_output_path(args.out) if args.out else None
     pairs, _ = load_npz(args.pairs, duplicates="allow" if args.allow_duplicates else "error")
     options = dict(max_rounds=args.max_rounds, oof_folds=args.oof_folds, margin_step=args.margin_step)
     if args.near_tie_threshold is not None:
@@ -697,8 +722,8 @@ def cmd_certify(args) -> int:
                              budget=args.budget, volume=not args.no_volume, **options)
     payload = {"pairs": str(args.pairs), **payload}
     text = json.dumps(_jsonable(payload), indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out:
+        atomic_write_text(out, text + "\n")
     else:
         print(text)
     return 0

@@ -1,29 +1,98 @@
 """The ``fairl`` command: simulate, solve, volume, certify, demo, embed, detox.
 
-Errors exit with status 2 (3 for an infeasible hard margin) and one line on stderr naming the problem
-(and the pair where there is one); JSON goes to stdout or ``--out``.
+JSON goes to stdout or to ``--out``. Output paths are checked before any work (the folder must exist
+and be writable) and written atomically; the path a command reports is the file it wrote. Options
+that do not apply to the chosen method are refused, not ignored.
+
+Every failure is one line on stderr, ``fairl: error: <message>``, naming the argument, file, line or
+pair at fault, and an exit status:
+
+====  ==========================================================================================
+code  meaning
+====  ==========================================================================================
+0     success
+2     bad input or usage: :class:`~fairl_opt.exceptions.DataError`, an argparse error, an
+      unreadable input or unwritable output path (``OSError``), invalid UTF-8
+3     infeasible hard margin, proved by a verified Farkas certificate
+      (:class:`~fairl_opt.exceptions.InfeasibleError`; the message names conflicting pairs)
+4     no certified answer (:class:`~fairl_opt.exceptions.SolverError`, including
+      :class:`~fairl_opt.exceptions.NumericalRangeError`)
+130   interrupted (Ctrl-C); finished cache chunks are kept, so a rerun resumes
+====  ==========================================================================================
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from fairl_opt._args import (
+    ArgumentParser,
+    HelpFormatter,
+    fill_defaults,
+    given,
+    nonnegative_int,
+    positive_int,
+    refuse_inapplicable,
+)
+from fairl_opt._io import atomic_write_text, check_output_path
 from fairl_opt._json import jsonable
-from fairl_opt.exceptions import DataError, FairlError, InfeasibleError
+from fairl_opt.exceptions import EXIT_CODES, DataError, FairlError, InfeasibleError, SolverError
 
 METHOD_CHOICES = ("mm-qp", "mm-lp", "maxent", "fa-mm-qp", "fa-mm-lp", "fa-maxent")
+#: ``auto`` and the names of :data:`fairl_opt.solvers.BACKENDS` (listed here so that ``--help`` does
+#: not import the solvers; a test keeps the two in step).
+BACKEND_CHOICES = ("auto", "cvxpy", "newton", "lbfgs", "working-set", "highs")
+
+DESCRIPTION = """\
+Fit linear rewards on preference pairs, each answer with a certificate.
+Commands: simulate, solve, volume, certify, demo, embed, detox."""
+EPILOG = """\
+exit status:
+  0    success
+  2    bad input or usage (the message names the argument, file, line or pair)
+  3    infeasible hard margin (a verified Farkas certificate; the message names conflicting pairs)
+  4    no certified answer (solver or float64 range)
+  130  interrupted; finished cache chunks are kept, rerun to resume
+every error is one line on stderr: fairl: error: <message>"""
+
+_MM = ("mm-qp", "mm-lp", "fa-mm-qp", "fa-mm-lp")
+_FA = ("fa-mm-qp", "fa-mm-lp", "fa-maxent")
+_FA_MM = ("fa-mm-qp", "fa-mm-lp")
+_MAXENT = ("maxent", "fa-maxent")
+
+#: ``fairl solve`` options whose argparse default is None (so that "given" can be told from
+#: "default"), with the defaults they get once checked.
+SOLVE_DEFAULTS = dict(margin="hard", C=1.0, reg=1.0, norm="l1", max_rounds=5, oof_folds=5,
+                      near_tie_quantile=0.1, margin_step=0.5, upweight=2.0, sharpen=1.0,
+                      slack_upweight=1.0, geometry_samples=2000)
+#: The methods each ``fairl solve`` option applies to; given with any other method it is an error.
+SOLVE_APPLIES = {
+    "norm": ("mm-lp", "fa-mm-lp"),
+    "margin": _MM,
+    "C": _MM,
+    "reg": _MAXENT,
+    "max_rounds": _FA,
+    "oof_folds": _FA,
+    "near_tie_quantile": _FA,
+    "dual_path": _FA,
+    "margin_step": _FA_MM,
+    "slack_upweight": _FA_MM,
+    "upweight": ("fa-maxent",),
+    "sharpen": ("fa-maxent",),
+    "geometry": _FA_MM,
+}
 
 
-def _emit(payload: dict, out: str | None) -> None:
+def emit_json(payload: dict, out=None) -> None:
+    """``payload`` as indented JSON on stdout, or written atomically to ``out`` (checked before)."""
     text = json.dumps(jsonable(payload), indent=2)
     if out:
-        Path(out).write_text(text + "\n")
+        atomic_write_text(out, text + "\n")
     else:
         print(text)
 
@@ -31,20 +100,36 @@ def _emit(payload: dict, out: str | None) -> None:
 def cmd_simulate(args) -> int:
     from fairl_opt.simulate import simulate
 
+    out = check_output_path(args.out, suffix=".npz")
     problem = simulate(n_pairs=args.n, dim=args.d, regime=args.regime, seed=args.seed, beta=args.beta)
-    problem.save(args.out)
+    written = problem.save(out)
     counts = {k: int((problem.pairs.kinds == k).sum()) for k in np.unique(problem.pairs.kinds)}
     print(
-        json.dumps({"out": str(args.out), "n_pairs": problem.pairs.n_pairs, "dim": problem.pairs.dim,
+        json.dumps({"out": str(written), "n_pairs": problem.pairs.n_pairs, "dim": problem.pairs.dim,
                     "regime": args.regime, "seed": args.seed, "kinds": counts}),
     )
     return 0
+
+
+def check_solve_options(args) -> None:
+    """Refuse options that do not apply to ``args.method`` (DataError), then fill the defaults."""
+    refuse_inapplicable(args, SOLVE_APPLIES, args.method)
+    if given(args, "C") and args.margin != "soft":
+        raise DataError("--C applies to --margin soft only (a hard margin has no slack penalty)")
+    if given(args, "slack_upweight") and args.margin != "soft":
+        raise DataError("--slack-upweight applies to --margin soft only (a hard margin has no slack price)")
+    if given(args, "geometry_samples") and not args.geometry:
+        raise DataError("--geometry-samples applies with --geometry only")
+    fill_defaults(args, SOLVE_DEFAULTS)
 
 
 def cmd_solve(args) -> int:
     from fairl_opt.estimators import make_estimator
     from fairl_opt.pairs import load_npz
 
+    check_solve_options(args)
+    if args.out:
+        args.out = check_output_path(args.out)
     pairs, _ = load_npz(args.pairs, duplicates="allow" if args.allow_duplicates else "error")
     fa_options = {}
     if args.method.startswith("fa-"):
@@ -104,8 +189,6 @@ def cmd_solve(args) -> int:
             payload["weights"] = model.weights_
             payload["temperatures"] = model.temperatures_
     if args.geometry:
-        if not (args.method.startswith("fa-mm")):
-            raise DataError("--geometry needs a failure-aware max-margin method (fa-mm-qp or fa-mm-lp)")
         from fairl_opt.geometry import geometry_summary
 
         result = model.result_
@@ -113,13 +196,14 @@ def cmd_solve(args) -> int:
             result.base_solution.program.with_margins(np.ones(pairs.n_pairs)), result,
             samples=args.geometry_samples, seed=args.seed,
         )
-    _emit(payload, args.out)
+    emit_json(payload, args.out)
     return 0
 
 
 def cmd_demo(args) -> int:
     from fairl_opt.demo import format_table, run_demo
 
+    out = check_output_path(args.out) if args.out else None
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
     seeds = tuple(range(args.seeds))
     print(
@@ -131,50 +215,73 @@ def cmd_demo(args) -> int:
     rows = run_demo(seeds=seeds, n_pairs=args.n, dim=args.d, progress=progress)
     print(format_table(rows))
     print(f"\n{len(rows)} fits in {time.perf_counter() - start:.1f}s")
-    if args.out:
+    if out:
         from dataclasses import asdict
 
-        _emit({"rows": [asdict(r) for r in rows]}, args.out)
+        emit_json({"rows": [asdict(r) for r in rows]}, out)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fairl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_subparser(sub, name, **kwargs):
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    if "help" in kwargs:
+        kwargs.setdefault("description", kwargs["help"])
+    return sub.add_parser(name, **kwargs)
 
-    p = sub.add_parser("simulate", help="write a planted preference problem to an .npz")
-    p.add_argument("--n", type=int, default=400, help="number of pairs")
-    p.add_argument("--d", type=int, default=20, help="feature dimension")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--regime", choices=("isotropic", "detox"), default="detox")
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="fairl", description=DESCRIPTION, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _add_subparser(sub, "simulate", help="write a planted preference problem to an .npz")
+    p.add_argument("--n", type=positive_int, default=400, help="number of pairs")
+    p.add_argument("--d", type=positive_int, default=20, help="feature dimension")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed")
+    p.add_argument("--regime", choices=("isotropic", "detox"), default="detox", help="planted regime")
     p.add_argument("--beta", type=float, default=0.5, help="KL temperature of the aligned policy")
-    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--out", required=True, help="output .npz (.npz is appended when missing)")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("solve", help="solve a reward program on pairs from an .npz; prints JSON")
+    d = SOLVE_DEFAULTS
+    p = _add_subparser(sub, "solve", help="solve a reward program on pairs from an .npz; prints JSON")
     p.add_argument("pairs", help=".npz with chosen, rejected[, kinds, prompt_ids]")
-    p.add_argument("--method", choices=METHOD_CHOICES, default="mm-qp")
-    p.add_argument("--margin", choices=("hard", "soft"), default="hard")
-    p.add_argument("--C", type=float, default=1.0, help="soft-margin slack penalty")
-    p.add_argument("--reg", type=float, default=1.0, help="MaxEnt L2 regularisation λ > 0")
-    p.add_argument("--norm", choices=("l1", "linf"), default=None, help="mm-lp objective norm (default l1)")
-    p.add_argument("--backend", default="auto", help="auto, cvxpy or newton")
-    p.add_argument("--max-rounds", type=int, default=5)
-    p.add_argument("--oof-folds", type=int, default=5, help="out-of-fold mining folds (0 = off)")
-    p.add_argument("--near-tie-quantile", type=float, default=0.1)
-    p.add_argument("--margin-step", type=float, default=0.5, help="FA margin tightening δ")
-    p.add_argument("--upweight", type=float, default=2.0, help="FA MaxEnt weight factor")
-    p.add_argument("--sharpen", type=float, default=1.0, help="FA MaxEnt temperature factor (<= 1)")
-    p.add_argument("--slack-upweight", type=float, default=1.0,
-                   help="FA soft-margin factor (>= 1) on a failure's slack price C (1 = off)")
-    p.add_argument("--dual-path", action="store_true", help="fit a correction on failures over θ_b")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--allow-duplicates", action="store_true")
+    p.add_argument("--method", choices=METHOD_CHOICES, default="mm-qp", help="reward program")
+    p.add_argument("--margin", choices=("hard", "soft"), default=None,
+                   help=f"hard or soft margins (mm-*, fa-mm-*; default: {d['margin']})")
+    p.add_argument("--C", type=float, default=None,
+                   help=f"soft-margin slack penalty (--margin soft; default: {d['C']})")
+    p.add_argument("--reg", type=float, default=None,
+                   help=f"MaxEnt L2 regularisation λ > 0 (maxent, fa-maxent; default: {d['reg']})")
+    p.add_argument("--norm", choices=("l1", "linf"), default=None,
+                   help=f"objective norm (mm-lp, fa-mm-lp; default: {d['norm']})")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="solver backend; auto picks working-set for mm-qp, highs for mm-lp, newton "
+                        "(d <= 64) or lbfgs for maxent")
+    p.add_argument("--max-rounds", type=nonnegative_int, default=None,
+                   help=f"FA rounds after the standard solve (fa-*; default: {d['max_rounds']})")
+    p.add_argument("--oof-folds", type=nonnegative_int, default=None,
+                   help=f"out-of-fold mining folds, 0 = off (fa-*; default: {d['oof_folds']})")
+    p.add_argument("--near-tie-quantile", type=float, default=None,
+                   help=f"near-tie threshold as a quantile of the margins (fa-*; default: "
+                        f"{d['near_tie_quantile']})")
+    p.add_argument("--margin-step", type=float, default=None,
+                   help=f"FA margin tightening δ (fa-mm-*; default: {d['margin_step']})")
+    p.add_argument("--upweight", type=float, default=None,
+                   help=f"FA MaxEnt weight factor (fa-maxent; default: {d['upweight']})")
+    p.add_argument("--sharpen", type=float, default=None,
+                   help=f"FA MaxEnt temperature factor <= 1 (fa-maxent; default: {d['sharpen']})")
+    p.add_argument("--slack-upweight", type=float, default=None,
+                   help=f"factor >= 1 on a failure's slack price C, 1 = off (fa-mm-* with --margin soft; "
+                        f"default: {d['slack_upweight']})")
+    p.add_argument("--dual-path", action="store_true", help="fit a correction on failures over θ_b (fa-*)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the FA folds and --geometry")
+    p.add_argument("--allow-duplicates", action="store_true", help="accept identical pairs")
     p.add_argument("--verbose", action="store_true", help="progress per FA round on stderr")
     p.add_argument("--geometry", action="store_true",
                    help="add volume ratio, Chebyshev radii and interval widths of F_std and F_FA (fa-mm-*)")
-    p.add_argument("--geometry-samples", type=int, default=2000,
-                   help="hit-and-run samples per phase for --geometry (cost grows with d and rounds)")
+    p.add_argument("--geometry-samples", type=positive_int, default=None,
+                   help=f"hit-and-run samples per phase for --geometry, cost grows with d and rounds "
+                        f"(default: {d['geometry_samples']})")
     p.add_argument("--out", help="write JSON here instead of stdout")
     p.set_defaults(func=cmd_solve)
 
@@ -189,27 +296,56 @@ def build_parser() -> argparse.ArgumentParser:
     add_embed_parser(sub)
     add_detox_parser(sub)
 
-    p = sub.add_parser("demo", help="standard vs failure-aware on the default planted data")
-    p.add_argument("--n", type=int, default=400)
-    p.add_argument("--d", type=int, default=20)
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--quiet", action="store_true")
+    p = _add_subparser(sub, "demo", help="standard vs failure-aware on the default planted data")
+    p.add_argument("--n", type=positive_int, default=400, help="pairs per problem")
+    p.add_argument("--d", type=positive_int, default=20, help="feature dimension")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per regime")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--out", help="also write the rows as JSON")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
+
+
+def _os_error_message(exc: OSError) -> str:
+    names = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    reason = exc.strerror or _one_line(exc) or type(exc).__name__
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def _fail(message, code: int) -> int:
+    print(f"fairl: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
 def main(argv=None) -> int:
+    """Run ``fairl`` with ``argv``; returns the exit status (argparse errors raise ``SystemExit(2)``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("fairl: interrupted; finished cache chunks are kept, rerun to resume", file=sys.stderr)
+        return EXIT_CODES["interrupted"]
     except InfeasibleError as exc:
-        print(f"fairl: error: {exc}", file=sys.stderr)
-        return 3
+        return _fail(exc, EXIT_CODES["infeasible"])
+    except SolverError as exc:
+        return _fail(exc, EXIT_CODES["could not certify"])
     except FairlError as exc:
-        print(f"fairl: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc) or type(exc).__name__, EXIT_CODES["bad input or usage"])
+    except UnicodeDecodeError as exc:  # a reader that does not name its file (ours all do)
+        return _fail(f"not valid UTF-8 at byte offset {exc.start} ({exc.reason})", EXIT_CODES["bad input or usage"])
+    except BrokenPipeError:  # stdout closed early (e.g. `| head`): nothing more can be printed there
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so that the exit flush stays silent
+        except OSError:  # pragma: no cover
+            pass
+        return _fail("output closed early (broken pipe)", EXIT_CODES["bad input or usage"])
+    except OSError as exc:
+        return _fail(_os_error_message(exc), EXIT_CODES["bad input or usage"])
 
 
 if __name__ == "__main__":  # pragma: no cover

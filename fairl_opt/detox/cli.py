@@ -1,4 +1,8 @@
-"""``fairl embed`` and ``fairl detox generate|run``."""
+"""``fairl embed`` and ``fairl detox generate|run``.
+
+Every check that can fail runs before a model loads: output and cache paths, the input texts (their
+UTF-8 and JSON, with the line at fault), ``--train-rows``, the prompt file and the dataset to run on.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
+from fairl_opt._args import HelpFormatter, nonnegative_int, positive_int
+from fairl_opt._io import atomic_savez, check_output_dir, check_output_path, read_text_utf8
 from fairl_opt.exceptions import DataError
 
 
 def _read_texts(path) -> list[str]:
-    """Texts from a .txt (one per line) or a .jsonl (field ``text``, else ``completion``)."""
+    """Texts from a .txt (one per line) or a .jsonl (field ``text``, else ``completion``).
+
+    Raises
+    ------
+    DataError
+        Naming the file (and line) that is missing, not UTF-8, not JSON, lacks a text, or holds none.
+    """
     from fairl_opt.detox.prompts import iter_jsonl
 
     path = Path(path)
@@ -24,9 +36,7 @@ def _read_texts(path) -> list[str]:
                 raise DataError(f"{path}:{lineno}: no string field 'text' or 'completion'")
             texts.append(text)
     else:
-        if not path.exists():
-            raise DataError(f"input file {path} does not exist")
-        texts = path.read_text(encoding="utf-8").splitlines()
+        texts = read_text_utf8(path, "input file").splitlines()
     if not texts:
         raise DataError(f"{path} holds no texts")
     return texts
@@ -35,22 +45,21 @@ def _read_texts(path) -> list[str]:
 def cmd_embed(args) -> int:
     from fairl_opt.lm import embed_texts
 
-    texts = _read_texts(args.input)
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")  # what np.savez writes
+    out = check_output_path(args.out, suffix=".npz")  # what np.savez would write
     cache = Path(args.cache_dir) if args.cache_dir else out.with_name(out.name + ".cache")
+    check_output_dir(cache, "--cache-dir")
+    texts = _read_texts(args.input)
+    if args.train_rows is not None and not args.train_rows <= len(texts):
+        raise DataError(f"--train-rows must lie in 1..{len(texts)}, got {args.train_rows}")
     feats = embed_texts(texts, model=args.model, cache_dir=cache, batch_size=args.batch_size,
                         max_length=args.max_length, workers=args.workers, progress=not args.quiet)
     arrays = {"features": feats.astype(np.float16 if args.float16 else np.float32)}
     if args.train_rows is not None:
-        if not 0 < args.train_rows <= len(texts):
-            raise DataError(f"--train-rows must lie in 1..{len(texts)}, got {args.train_rows}")
         train = feats[: args.train_rows].astype(np.float64)
         mean, scale = train.mean(0), np.maximum(train.std(0), 1e-8)
         arrays.update(mean=mean, scale=scale,
                       standardised=((feats - mean) / scale).astype(arrays["features"].dtype))
-    np.savez(out, **arrays)
+    atomic_savez(out, **arrays)
     print(json.dumps({"out": str(out), "n": len(texts), "dim": int(feats.shape[1]), "model": args.model,
                       "cache": str(cache), "standardised_on_rows": args.train_rows}))
     return 0
@@ -59,6 +68,13 @@ def cmd_embed(args) -> int:
 def cmd_generate(args) -> int:
     from fairl_opt.detox.dataset import generate_dataset
 
+    check_output_dir(args.out)
+    if args.cache_dir is not None:
+        check_output_dir(args.cache_dir, "--cache-dir")
+    if args.prompts is not None:  # read once here so that a bad line fails before any model loads
+        from fairl_opt.detox.prompts import load_rtp_jsonl
+
+        load_rtp_jsonl(args.prompts, limit=args.n_prompts)
     manifest = generate_dataset(
         args.out, n_prompts=args.n_prompts, K=args.K, beta=args.beta, seed=args.seed, model=args.model,
         feature_model=args.feature_model, prompts_file=args.prompts, max_new_tokens=args.max_new_tokens,
@@ -69,11 +85,30 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _check_dataset(data) -> None:
+    """Load the dataset in ``data`` once before the run: a loader's ValueError, KeyError or TypeError
+    (a manifest that is not JSON or lacks a field) becomes a DataError naming the folder."""
+    from fairl_opt.detox.dataset import DetoxDataset
+
+    try:
+        DetoxDataset.load(data)
+    except DataError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        raise DataError(
+            f"{data}: not a readable detox dataset ({type(exc).__name__}: {detail}); regenerate it with "
+            f"`fairl detox generate --out {data}`"
+        ) from exc
+
+
 def cmd_run(args) -> int:
     from fairl_opt.detox.experiment import run_experiment
 
     from fairl_opt.detox.report import ablation_headline, difference_table, main_table
 
+    check_output_dir(args.out)
+    _check_dataset(args.data)
     summary = run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,
                              geometry=not args.no_geometry, workers=args.workers)
     if not args.quiet:
@@ -84,44 +119,50 @@ def cmd_run(args) -> int:
 
 
 def add_embed_parser(sub) -> None:
-    p = sub.add_parser("embed", help="mean-pooled frozen LLM features of texts (resumable)")
-    p.add_argument("input", help=".txt (one text per line) or .jsonl (field text)")
-    p.add_argument("--out", required=True, help="output .npz (features[, mean, scale, standardised])")
+    summary = "mean-pooled frozen LLM features of texts (resumable)"
+    p = sub.add_parser("embed", help=summary, description=summary, formatter_class=HelpFormatter)
+    p.add_argument("input", help=".txt (one text per line) or .jsonl (field text), UTF-8")
+    p.add_argument("--out", required=True,
+                   help="output .npz (features[, mean, scale, standardised]); .npz is appended when missing")
     p.add_argument("--model", default="smollm2", help="smollm2, minilm or a local model directory")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128, help="tokens kept per text")
-    p.add_argument("--workers", type=int, default=1, help="processes (one thread each)")
-    p.add_argument("--train-rows", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass")
+    p.add_argument("--max-length", type=positive_int, default=128, help="tokens kept per text")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    p.add_argument("--train-rows", type=positive_int, default=None,
                    help="standardise with mean/sd of the first N rows (the training split)")
     p.add_argument("--float16", action="store_true", help="store float16 (half the size)")
-    p.add_argument("--cache-dir", default=None, help="chunk cache (default <out>.cache); reruns resume")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--cache-dir", default=None, help="chunk cache (default: <out>.cache); reruns resume")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_embed)
 
 
 def add_detox_parser(sub) -> None:
-    p = sub.add_parser("detox", help="the LLM detoxification experiment")
-    dsub = p.add_subparsers(dest="detox_command", required=True)
-    g = dsub.add_parser("generate", help="prompts → base/aligned completions → r* → features → data dir")
-    g.add_argument("--out", default="data/detox")
-    g.add_argument("--n-prompts", type=int, default=3000)
-    g.add_argument("--K", type=int, default=4, help="candidates per prompt for the aligned policy")
+    summary = "the LLM detoxification experiment"
+    p = sub.add_parser("detox", help=summary, description=summary, formatter_class=HelpFormatter)
+    dsub = p.add_subparsers(dest="detox_command", required=True, metavar="COMMAND")
+    summary = "prompts → base/aligned completions → r* → features → data dir"
+    g = dsub.add_parser("generate", help=summary, description=summary, formatter_class=HelpFormatter)
+    g.add_argument("--out", default="data/detox", help="dataset folder (created)")
+    g.add_argument("--n-prompts", type=positive_int, default=3000, help="prompts")
+    g.add_argument("--K", type=positive_int, default=4, help="candidates per prompt for the aligned policy")
     g.add_argument("--beta", type=float, default=1.0, help="KL temperature of π* ∝ π₀ exp(r*/β)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=nonnegative_int, default=0, help="seed of prompts, sampling and splits")
     g.add_argument("--model", default="smollm2", help="generator: smollm2 or a local model directory")
     g.add_argument("--feature-model", default=None, help="feature model (default: the generator)")
-    g.add_argument("--prompts", default=None, help="RealToxicityPrompts-format JSONL instead of templates")
-    g.add_argument("--max-new-tokens", type=int, default=30)
-    g.add_argument("--splits", type=int, default=5, help="random prompt-level train/test splits")
-    g.add_argument("--workers", type=int, default=1)
-    g.add_argument("--cache-dir", default=None, help="chunk cache (default <out>/.cache); reruns resume")
-    g.add_argument("--quiet", action="store_true")
+    g.add_argument("--prompts", default=None,
+                   help="RealToxicityPrompts-format JSONL (UTF-8) instead of templates")
+    g.add_argument("--max-new-tokens", type=positive_int, default=30, help="tokens sampled per completion")
+    g.add_argument("--splits", type=positive_int, default=5, help="random prompt-level train/test splits")
+    g.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    g.add_argument("--cache-dir", default=None, help="chunk cache (default: <out>/.cache); reruns resume")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
     g.set_defaults(func=cmd_generate)
-    r = dsub.add_parser("run", help="the experiment on a detox data dir → report")
-    r.add_argument("--data", default="data/detox")
-    r.add_argument("--out", default="reports/detox")
+    summary = "the experiment on a detox data dir → report"
+    r = dsub.add_parser("run", help=summary, description=summary, formatter_class=HelpFormatter)
+    r.add_argument("--data", default="data/detox", help="dataset folder from `fairl detox generate`")
+    r.add_argument("--out", default="reports/detox", help="report folder (created)")
     r.add_argument("--quick", action="store_true", help="fewer splits and methods (for tests)")
-    r.add_argument("--no-geometry", action="store_true")
-    r.add_argument("--workers", type=int, default=2, help="processes sharing the splits (one thread each)")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--no-geometry", action="store_true", help="skip the feasible-set geometry")
+    r.add_argument("--workers", type=positive_int, default=2, help="processes sharing the splits (one thread each)")
+    r.add_argument("--quiet", action="store_true", help="no progress lines and no tables")
     r.set_defaults(func=cmd_run)

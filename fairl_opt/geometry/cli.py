@@ -46,7 +46,10 @@ from fairl_opt._json import jsonable as _jsonable  # noqa: E402
 
 
 def cmd_volume(args) -> int:
-    """Run ``fairl volume``: print (or write to ``--out``) the estimate as JSON; returns 0."""
+    """Run ``fairl volume``: print (or write to ``--out``, checked first) the estimate as JSON; returns 0."""
+    from fairl_opt._io import atomic_write_text, check_output_path
+
+    out = check_output_path(args.out) if getattr(args, "out", None) else None
     fset = load_constraints(args.sets)
     options = dict(samples=args.samples, seed=args.seed, method=args.method)
     if args.relative_to:
@@ -59,8 +62,8 @@ def cmd_volume(args) -> int:
         payload["relative_to"] = str(args.relative_to)
     payload.update(estimate.to_dict())
     text = json.dumps(_jsonable(payload), indent=2)
-    if getattr(args, "out", None):
-        Path(args.out).write_text(text + "\n")
+    if out:
+        atomic_write_text(out, text + "\n")
     else:
         print(text)
     return 0
@@ -68,17 +71,17 @@ def cmd_volume(args) -> int:
 
 def add_volume_parser(subparsers):
     """Add the ``volume`` sub-command to an ``argparse`` sub-parser collection; returns its parser."""
-    p = subparsers.add_parser(
-        "volume",
-        help="volume fraction of F = {‖θ‖ <= 1, Aθ >= b} (A, b from an .npz), or a ratio; prints JSON",
-    )
+    from fairl_opt._args import HelpFormatter, nonnegative_int, positive_int
+
+    summary = "volume fraction of F = {‖θ‖ <= 1, Aθ >= b} (A, b from an .npz), or a ratio; prints JSON"
+    p = subparsers.add_parser("volume", help=summary, description=summary, formatter_class=HelpFormatter)
     p.add_argument("sets", metavar="C.npz", help=".npz with A (m x d) and b (m)")
     p.add_argument("--relative-to", metavar="C0.npz",
                    help="report vol(C)/vol(C0) instead of a fraction of the ball")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=positive_int, default=None,
                    help="hit-and-run samples per phase (default 16000), or Gaussian draws for cones "
                         "(default 1e6)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed")
     p.add_argument("--method", choices=METHODS, default="auto",
                    help="auto: Gaussian for cones (b = 0) when it sees the set, else coordinate hit-and-run")
     p.add_argument("--out", help="write JSON here instead of stdout")

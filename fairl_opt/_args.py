@@ -1,0 +1,90 @@
+"""argparse pieces shared by every ``fairl`` sub-command: value types checked at parse time, a help
+formatter that shows defaults, one-line usage errors, and options refused where they do not apply."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from fairl_opt.exceptions import DataError
+
+
+def _int(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int(text, 1, "a positive integer")
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds, round counts, ``0 = off`` options)."""
+    return _int(text, 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions and epilogs as written; ``(default: …)`` after each option that has a real default
+    (not for flags, nor for options whose default is ``None``: those say it in their help)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, ``fairl: error: …``, exit status 2 (the
+    same shape as every other ``fairl`` failure), and whose sub-parsers use :class:`HelpFormatter`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        print(f"fairl: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def given(args, dest: str) -> bool:
+    """Whether the option behind ``dest`` was passed (its argparse default is ``None``, or ``False``
+    for a flag)."""
+    value = getattr(args, dest, None)
+    return value is not None and value is not False
+
+
+def fill_defaults(args, defaults: dict) -> None:
+    """Set each option in ``defaults`` that was not passed to its documented default."""
+    for dest, value in defaults.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, value)
+
+
+def refuse_inapplicable(args, applies: dict, choice: str, choice_flag: str = "--method") -> None:
+    """DataError for the first option passed that does not apply to ``choice``.
+
+    ``applies`` maps an argparse ``dest`` to the choices it applies to; the message reads
+    ``--norm applies to mm-lp/fa-mm-lp only, not --method mm-qp``.
+    """
+    for dest, choices in applies.items():
+        if given(args, dest) and choice not in choices:
+            flag = "--" + dest.replace("_", "-")
+            raise DataError(f"{flag} applies to {'/'.join(choices)} only, not {choice_flag} {choice}")
