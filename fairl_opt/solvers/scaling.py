@@ -39,7 +39,7 @@ WINDOW = 10
 #: :meth:`fairl_opt.solvers.base.Backend.solve` (hard margin first for huge prices, every
 #: multiplier at its bound for tiny ones) do not apply: beyond it the dual box spans more than
 #: float64 can resolve next to rows and margins of size 1.
-PRICE_RANGE = (1e-100, 1e15)
+PRICE_RANGE = (1e-100, 1e8)
 #: Usable range of λ̃ = λ/s² for MaxEnt (a huge λ̃ only pins θ near 0, which Newton handles).
 REG_RANGE = (1e-100, 1e250)
 #: Largest scale-free curvature w_i‖Δ_i‖²/(T_i²λ) of one MaxEnt pair a float64 Hessian can hold
