@@ -80,7 +80,7 @@ class Backend:
             raise InfeasibleError(str(exc), exc.conflicting_pairs,
                                   None if exc.farkas is None else exc.farkas / scaling.margin_scale,
                                   radius=exc.radius) from None
-        except SolverError as exc:
+        except (SolverError, DataError) as exc:
             inner, failure = None, exc
         if inner is None or not inner.certificate.optimal:
             # The scaled units suit most solvers, not all (a soft margin's dual box grows as s²C/t):
@@ -134,7 +134,19 @@ class Backend:
                                solve_seconds=time.perf_counter() - start)
                 if cert.optimal:
                     return Solution(program, theta, duals, cert)
-        check_range(program)
+        try:
+            check_range(program)
+        except DataError as refusal:
+            # outside the range float64 is known to resolve: an answer that certifies is still
+            # an answer; anything else (including overflow inside a backend) is the refusal
+            try:
+                with np.errstate(all="ignore"):
+                    attempt = self._solve(program, warm_start)
+            except (SolverError, ArithmeticError, ValueError, np.linalg.LinAlgError):
+                attempt = None
+            if attempt is not None and attempt.certificate.optimal:
+                return attempt
+            raise refusal from None
         return self._solve(program, warm_start)
 
     def _hard_first(self, program):
@@ -148,8 +160,9 @@ class Backend:
 
     def _as_given(self, program, warm_start) -> Solution | None:
         try:
-            return self._solve_soft_or_hard(program, warm_start)
-        except SolverError:
+            with np.errstate(all="ignore"):
+                return self._solve_soft_or_hard(program, warm_start)
+        except (SolverError, DataError, ArithmeticError, np.linalg.LinAlgError):
             return None
 
     def _scaled_rows(self, delta: np.ndarray, s: int) -> np.ndarray:
