@@ -21,10 +21,23 @@ For each of the dataset's random prompt-level splits (never tuned on a test spli
   (:func:`fairl_opt.geometry.geometry_summary`);
 * ablation: training sets of fixed size whose fraction of T→NT pairs is varied, scored by held-out
   ROC-AUC and STARC.
+
+Randomness: every random draw derives from the run's ``seed`` and the split index alone
+(:func:`split_seeds`), never from time, process ids, global state or the number of worker
+processes, so the same command on the same data gives the same summary.json bit for bit (apart from
+its timing fields and ``workers``). The streams of split s are: the validation folds of the
+regularisation choice, the out-of-fold mining folds of the FA fits, the FA rule and hit-and-run
+chains of the geometry (the volume estimator draws one sub-seed per phase from its own seeded
+generator), and the ablation's subsets. The prompt splits themselves are stored in the dataset
+(``test_masks``). Each split runs with its BLAS pool held to one thread (:func:`_one_blas_thread`):
+OpenBLAS sums matrix products in a different order with more threads, and the hit-and-run chains
+amplify that last-bit difference into a different volume estimate (split 0 of the shipped data:
+0.157 with one thread, 0.170 with two).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from functools import cached_property
@@ -75,6 +88,19 @@ SELECTION_FOLDS = 3
 #: the "(out-of-fold)" variants.
 FA_OPTIONS = dict(near_tie_quantile=0.1, oof_folds=0, max_rounds=5, margin_step=0.5, upweight=2.0)
 GEOMETRY_DIM = 8
+#: Offset of the ablation stream's seed from the split's seed (see :func:`split_seeds`).
+ABLATION_SEED_OFFSET = 1000
+
+
+def split_seeds(seed: int, split: int) -> dict:
+    """The seeds of split ``split`` of a run with ``seed``: ``base = seed·1000003 + split`` drives the
+    regularisation folds, the FA fits' out-of-fold folds and the geometry; ``ablation = base + 1000``
+    the ablation's subsets. Every (seed, split, stream) gets its own value for split < 1000. With
+    ``seed = 0`` these are the seeds the shipped report was made with (split s: s and 1000 + s)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+    base = int(seed) * 1_000_003 + int(split)
+    return {"base": base, "ablation": base + ABLATION_SEED_OFFSET}
 METRICS = ("heldout_pair_accuracy", "accuracy", "f1", "roc_auc", "starc", "bok_toxic_rate", "bok_mean_r_star")
 
 
@@ -247,9 +273,10 @@ def _load(data, max_prompts: int | None) -> DetoxDataset:
     return ds
 
 
-def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say) -> dict:
+def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say, seed: int = 0) -> dict:
     """Everything for split ``s``: sizes, reference policies, selection, one row per method, geometry
-    and the ablation rows."""
+    and the ablation rows; every random stream is seeded from :func:`split_seeds` ``(seed, s)``."""
+    seeds = split_seeds(seed, s)
     split = Split(ds, ds.test_masks[s])
     counts = {str(k): int((split.train.kinds == k).sum()) for k in np.unique(split.train.kinds)}
     out = {"size": {"split": s, "train_prompts": int(split.train_prompts.size),
@@ -259,12 +286,12 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say)
            "ref": split.reference_policies(), "rows": [], "geo": None, "ablation": []}
     say(f"{split.train.n_pairs} train pairs {counts}, {split.test.n_pairs} test pairs")
     t0 = time.perf_counter()
-    chosen, scores = split.select_regularisation(seed=s)
+    chosen, scores = split.select_regularisation(seed=seeds["base"])
     out["selection"] = {"split": s, "chosen": chosen, "validation_roc_auc": scores,
                         "seconds": time.perf_counter() - t0}
     say(f"selected on training prompts: {_describe_choice(chosen)} ({time.perf_counter() - t0:.1f}s)")
     for method in methods:
-        model = _estimator(method, seed=s, chosen=chosen)
+        model = _estimator(method, seed=seeds["base"], chosen=chosen)
         t0 = time.perf_counter()
         try:
             model.fit(split.train)
@@ -281,7 +308,7 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say)
             f"({seconds:.1f}s, {rounds} rounds)")
     if geometry:
         t0 = time.perf_counter()
-        g = _geometry(split, seed=s, C=chosen["mm-qp"]["C"])
+        g = _geometry(split, seed=seeds["base"], C=chosen["mm-qp"]["C"])
         g["seconds"] = time.perf_counter() - t0
         g["split"] = s
         out["geo"] = g
@@ -289,11 +316,11 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say)
             f"{g['volume_ratio']:.3g}, Chebyshev {g['chebyshev_standard']:.3g} → {g['chebyshev_fa']:.3g}")
     tnt = int((split.train.kinds == "T->NT").sum())
     size = min(int(tnt / max(fractions)), int((split.train.kinds != "T->NT").sum() / (1 - min(fractions))))
-    rng = np.random.default_rng(1000 + s)
+    rng = np.random.default_rng(seeds["ablation"])
     for fraction in fractions:
         sub = split.train.subset(_ablation_subset(split, fraction, size, rng))
         for method in ABLATION_METHODS:
-            m = split.evaluate(_estimator(method, seed=s, chosen=chosen).fit(sub).theta_)
+            m = split.evaluate(_estimator(method, seed=seeds["base"], chosen=chosen).fit(sub).theta_)
             out["ablation"].append({"split": s, "fraction": fraction, "size": size, "method": method,
                                     "roc_auc": m["roc_auc"], "starc": m["starc"],
                                     "heldout_pair_accuracy": m["heldout_pair_accuracy"]})
@@ -309,16 +336,35 @@ def _printer(prefix: str, progress: bool):
     return lambda msg: print(f"{prefix}{msg}", file=sys.stderr, flush=True)
 
 
+def _one_blas_thread():
+    """A context holding the BLAS/OpenMP pools to one thread (threadpoolctl; a no-op without it), so
+    the numbers do not depend on OMP_NUM_THREADS / OPENBLAS_NUM_THREADS (module docstring)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn (the llm and test extras)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def _run_split_pinned(ds, s, methods, fractions, geometry, progress, seed):
+    with _one_blas_thread():
+        return run_split(ds, s, methods, fractions, geometry, _printer(f"[split {s}] ", progress), seed=seed)
+
+
 def _split_worker(args):
-    data, max_prompts, s, methods, fractions, geometry, progress = args
-    return run_split(_load(data, max_prompts), s, methods, fractions, geometry, _printer(f"[split {s}] ", progress))
+    data, max_prompts, s, methods, fractions, geometry, progress, seed = args
+    return _run_split_pinned(_load(data, max_prompts), s, methods, fractions, geometry, progress, seed)
 
 
 def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, progress: bool = True,
-                   geometry: bool = True, max_prompts: int | None = None, workers: int = 1) -> dict:
+                   geometry: bool = True, max_prompts: int | None = None, workers: int = 1, seed: int = 0) -> dict:
     """Run everything on the dataset in ``data`` and write ``report.md``, ``summary.json`` and figures to
     ``out``. ``quick`` runs two splits, the core methods and a two-point ablation; ``workers`` processes
-    (one thread each) share the splits — the results do not depend on it."""
+    (one thread each) share the splits — the results do not depend on it; ``seed`` seeds every random
+    stream (:func:`split_seeds`)."""
+    split_seeds(seed, 0)  # validates seed
+    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
+        raise DataError(f"workers must be an integer >= 1, got {workers!r}")
     say = _printer("", progress)
     start = time.perf_counter()
     ds = _load(data, max_prompts)
@@ -328,17 +374,16 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
     if workers > 1 and n_splits > 1:
         import multiprocessing as mp
 
-        jobs = [(data, max_prompts, s, methods, fractions, geometry, progress) for s in range(n_splits)]
+        jobs = [(data, max_prompts, s, methods, fractions, geometry, progress, seed) for s in range(n_splits)]
         with mp.get_context("spawn").Pool(min(workers, n_splits)) as pool:
             parts = pool.map(_split_worker, jobs, chunksize=1)
     else:
-        parts = [run_split(ds, s, methods, fractions, geometry, _printer(f"[split {s}] ", progress))
-                 for s in range(n_splits)]
+        parts = [_run_split_pinned(ds, s, methods, fractions, geometry, progress, seed) for s in range(n_splits)]
     rows = [r for p in parts for r in p["rows"]]
     ablation = [a for p in parts for a in p["ablation"]]
     geo = [p["geo"] for p in parts if p["geo"] is not None]
     summary = _summarise(ds, rows, [p["ref"] for p in parts], geo, ablation, [p["size"] for p in parts],
-                         methods, fractions, n_splits, quick)
+                         methods, fractions, n_splits, quick, seed)
     summary["selection"] = [p["selection"] for p in parts]
     summary["workers"] = workers
     summary["seconds"] = time.perf_counter() - start
@@ -349,7 +394,7 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
     return summary
 
 
-def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick) -> dict:
+def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick, seed=0) -> dict:
     table = {}
     for method in methods:
         group = [r for r in rows if r["method"] == method]
@@ -390,7 +435,8 @@ def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_split
         "dataset": {k: man.get(k) for k in ("dataset", "n_prompts", "K", "beta", "seed", "rates", "cost",
                                             "generator", "feature_model", "ground_truth", "families")},
         "n_prompts_used": ds.n_prompts,
-        "quick": quick, "n_splits": n_splits, "seeds": list(range(n_splits)),
+        "quick": quick, "n_splits": n_splits, "seed": int(seed),
+        "seeds": [split_seeds(seed, s)["base"] for s in range(n_splits)],
         "options": OPTIONS, "fa_options": FA_OPTIONS, "sizes": sizes,
         "methods": list(methods), "table": table, "fa_minus_standard": paired, "references": references,
         "geometry": geometry, "ablation": {"fractions": list(fractions), "methods": list(ABLATION_METHODS),

@@ -166,7 +166,9 @@ def write_report(summary: dict, out) -> Path:
         f"(d = {ds['feature_model']['dim']}), standardised on each split's training prompts.",
         f"- Generation cost: {ds['cost']['generate_seconds']:.0f} s sampling + {ds['cost']['embed_seconds']:.0f} s "
         f"embedding with {ds['cost']['workers']} worker process(es) on {ds['cost']['machine']}.",
-        f"- {summary['n_splits']} random prompt-level splits (seeds {summary['seeds']}); split 0: "
+        f"- {summary['n_splits']} random prompt-level splits (stored in the dataset); the run's random draws "
+        f"(validation folds, FA folds, hit-and-run, ablation subsets) use seed {summary.get('seed', 0)}, per-split "
+        f"seeds {summary['seeds']}; split 0: "
         f"{size0['train_pairs']} training pairs {size0['train_kinds']}, {size0['test_pairs']} test pairs, "
         f"{size0['test_prompts']} test prompts ({size0['dropped_identical_or_duplicate']} pairs with identical "
         "texts or duplicate features dropped).",
