@@ -110,7 +110,7 @@ def cmd_run(args) -> int:
     check_output_dir(args.out)
     _check_dataset(args.data)
     summary = run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,
-                             geometry=not args.no_geometry, workers=args.workers)
+                             geometry=not args.no_geometry, workers=args.workers, seed=args.seed)
     if not args.quiet:
         table, plain = difference_table(summary)
         print(main_table(summary), "", table, *plain, "", ablation_headline(summary), "",
@@ -164,5 +164,8 @@ def add_detox_parser(sub) -> None:
     r.add_argument("--quick", action="store_true", help="fewer splits and methods (for tests)")
     r.add_argument("--no-geometry", action="store_true", help="skip the feasible-set geometry")
     r.add_argument("--workers", type=positive_int, default=2, help="processes sharing the splits (one thread each)")
+    r.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seeds every random stream (folds, FA mining, geometry, ablation subsets); "
+                        "results do not depend on --workers")
     r.add_argument("--quiet", action="store_true", help="no progress lines and no tables")
     r.set_defaults(func=cmd_run)
