@@ -37,7 +37,6 @@ amplify that last-bit difference into a different volume estimate (split 0 of th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from functools import cached_property
@@ -337,12 +336,10 @@ def _printer(prefix: str, progress: bool):
 
 
 def _one_blas_thread():
-    """A context holding the BLAS/OpenMP pools to one thread (threadpoolctl; a no-op without it), so
+    """A context holding the BLAS/OpenMP pools to one thread (threadpoolctl, a core dependency), so
     the numbers do not depend on OMP_NUM_THREADS / OPENBLAS_NUM_THREADS (module docstring)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with scikit-learn (the llm and test extras)
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1)
 
 
