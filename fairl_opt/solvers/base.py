@@ -7,6 +7,7 @@ warm_start=previous)`` after the loop edited margins/weights, and a :class:`Cert
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -155,7 +156,15 @@ class Backend:
         except FairlError:
             return None
         if hard.certificate.optimal and not (hard.duals > program.C).any():
-            return hard.theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"
+            theta = hard.theta
+            # the hard answer may miss margins by rounding (≤ 1e-7 relative), which the soft
+            # objective prices at C_i ≫ 1: scale it up until every margin holds (θ → cθ with
+            # c = max m_i/Δ_iθ costs a factor c² ≈ 1 + 2·1e-7 at most in ½‖θ‖² or c in ‖θ‖)
+            scores = program.delta @ theta
+            short = (scores < program.margins) & (scores > 0) & (program.margins > 0)
+            if short.any():
+                theta = theta * float(np.max(program.margins[short] / scores[short]))
+            return theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"
         return None
 
     def _as_given(self, program, warm_start) -> Solution | None:
@@ -226,9 +235,8 @@ def _certificate_back(cert: Certificate, scaling: Scaling) -> Certificate:
         )
 
 
-#: A Farkas combination counts as a proof when Σ y_i Δ_i cancels to within this many units of
-#: float64 rounding per row and feature of the terms it combines (see :func:`farkas_radius`).
-FARKAS_ROUNDING = 64
+#: Exact (rational) arithmetic is used for supports with k²d (null vectors) or kd (radii) at most this.
+_EXACT_WORK = 200_000
 #: An LP margin (:func:`relative_margin`) above this separates the pairs at a margin float64 resolves.
 SEPARABLE_MARGIN = 1e-7
 
@@ -248,29 +256,40 @@ def farkas_radius(delta, margins, pairs, y) -> float:
     sub = delta[rows]
     with np.errstate(over="ignore", invalid="ignore"):
         b = float(np.asarray(margins, dtype=np.float64)[rows] @ y)
+    if not (b > 0 and np.isfinite(b)):
+        return 0.0
+    if rows.size * sub.shape[1] <= _EXACT_WORK:
+        # Σ y_i Δ_i and Σ y_i m_i exactly (floats are rationals): no rounding term at all
+        from fractions import Fraction
+
+        ys = [Fraction(float(v)) for v in y]
+        g = [sum((yi * Fraction(float(sub[i, j])) for i, yi in enumerate(ys)), Fraction(0))
+             for j in range(sub.shape[1])]
+        bound = sum((yi * Fraction(float(m)) for yi, m in zip(ys, np.asarray(margins)[rows])), Fraction(0))
+        sq = sum(v * v for v in g)
+        if bound <= 0:
+            return 0.0
+        return float("inf") if sq == 0 else float(bound) / math.sqrt(float(sq))
+    with np.errstate(over="ignore", invalid="ignore"):
         g = sub.T @ y
         k = rows.size + 1
         gamma = k * np.finfo(float).eps / (1 - k * np.finfo(float).eps)
         e = gamma * (np.abs(sub).T @ y)
         denominator = float(np.linalg.norm(g) + np.linalg.norm(e))
-    if not (b > 0 and np.isfinite(b)):
-        return 0.0
     return float(b / denominator) if denominator > 0 else float("inf")
 
 
 def float_radius(delta, margins, pairs) -> float:
-    """The largest ‖θ‖ at which float64 still resolves these pairs' margins.
-
-    Evaluating Δ_iθ carries a relative error of about d·ε of ‖Δ_i‖‖θ‖ (ε = 2⁻⁵²); beyond
-    ``max|m| / (FARKAS_ROUNDING·d·ε·max‖Δ_i‖)`` a feasible θ would clear its margins by less than
-    float64 can tell from rounding.
+    """The norm beyond which a θ would clear these pairs' margins by less than one unit of
+    float64 rounding of Δ_iθ: ``max|m| / (ε·max‖Δ_i‖)`` (ε = 2⁻⁵²). A Farkas vector proving
+    that no θ of smaller norm is feasible proves the pairs infeasible in float64: a feasible θ
+    would have margins m_i below ε·‖Δ_i‖‖θ‖, which no float computation of Δ_iθ can resolve.
     """
     delta = np.asarray(delta, dtype=np.float64)
     rows = np.asarray(pairs, dtype=np.int64)
-    d = delta.shape[1]
     norm = float(np.linalg.norm(delta[rows], axis=1).max())
     top = float(np.abs(np.asarray(margins, dtype=np.float64)[rows]).max())
-    return top / (FARKAS_ROUNDING * d * np.finfo(float).eps * norm) if norm > 0 else float("inf")
+    return top / (np.finfo(float).eps * norm) if norm > 0 else float("inf")
 
 
 def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[list[int], np.ndarray] | None:
@@ -324,12 +343,67 @@ def find_conflict(delta: np.ndarray, margins: np.ndarray, rows=None) -> tuple[li
                 candidates.append((support[keep], polished[keep] / safe[support[keep]]))
     best = None
     for support, y in candidates:
+        exact = _exact_null_vector(delta[support], margins[support])
+        if exact is not None:  # Σ y_i Δ_i = 0 in exact arithmetic: a proof, whatever the scale
+            keep = exact > 0
+            return named(support[keep]), exact[keep]
         radius = farkas_radius(delta, margins, support, y)
-        if radius >= float_radius(delta, margins, support) and (best is None or radius > best[0]):
+        if radius >= float_radius(delta, margins, support) and (
+                best is None or radius > best[0]):
             best = (radius, support, y)
     if best is None:
         return None
     return named(best[1]), best[2]
+
+
+
+
+def _exact_null_vector(rows: np.ndarray, margins: np.ndarray) -> np.ndarray | None:
+    """y ≥ 0 with Σ y_i rows_i = 0 EXACTLY (rational arithmetic on the float values) and
+    Σ y_i m_i > 0, when the rows' null space is one-dimensional and such a y exists; else None.
+
+    Float rows are dyadic rationals, so Gaussian elimination over the rationals decides exactly
+    whether the rows are linearly dependent; a non-negative dependency with a positive margin
+    sum is a Farkas certificate with no rounding in it (returned as floats rounded from it, for
+    the error message; the proof is the rational one)."""
+    from fractions import Fraction
+
+    k, d = rows.shape
+    if k < 2 or k * k * d > _EXACT_WORK:
+        return None
+    # columns = pairs: solve Mᵀ... i.e. find y with Σ_i y_i row_i = 0, M = rowsᵀ (d × k)
+    matrix = [[Fraction(float(rows[i, j])) for i in range(k)] for j in range(d)]
+    pivots = []
+    r = 0
+    for c in range(k):
+        pivot = next((i for i in range(r, d) if matrix[i][c] != 0), None)
+        if pivot is None:
+            continue
+        matrix[r], matrix[pivot] = matrix[pivot], matrix[r]
+        lead = matrix[r][c]
+        matrix[r] = [v / lead for v in matrix[r]]
+        for i in range(d):
+            if i != r and matrix[i][c] != 0:
+                factor = matrix[i][c]
+                matrix[i] = [a - factor * b for a, b in zip(matrix[i], matrix[r])]
+        pivots.append(c)
+        r += 1
+        if r == d:
+            break
+    free = [c for c in range(k) if c not in pivots]
+    if len(free) != 1:
+        return None
+    f = free[0]
+    y = [Fraction(0)] * k
+    y[f] = Fraction(1)
+    for row_index, c in enumerate(pivots):
+        y[c] = -matrix[row_index][f]
+    total = sum(Fraction(float(m)) * v for m, v in zip(margins, y))
+    if total < 0:
+        y, total = [-v for v in y], -total
+    if total <= 0 or any(v < 0 for v in y):
+        return None
+    return np.array([float(v / total) for v in y])
 
 
 def _null_vector(rows: np.ndarray, margins: np.ndarray) -> np.ndarray | None:
