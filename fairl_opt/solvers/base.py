@@ -122,6 +122,7 @@ class Backend:
         The certificate, computed on the soft program itself, checks either. Otherwise the program
         is solved as given, if its scale-free prices are in the range float64 resolves
         (:func:`fairl_opt.solvers.scaling.check_range`)."""
+        self._hard_failure = None
         if isinstance(program, MarginProgram) and not program.hard:
             start = time.perf_counter()
             found = None
@@ -147,13 +148,28 @@ class Backend:
                 attempt = None
             if attempt is not None and attempt.certificate.optimal:
                 return attempt
+            hard_failure = getattr(self, "_hard_failure", None)
+            if hard_failure is None and isinstance(program, MarginProgram) and float(np.min(program.C)) >= HARD_FIRST_PRICE:
+                margin = relative_margin(program.delta, program.margins)
+                if not margin > SEPARABLE_MARGIN:
+                    hard_failure = NumericalRangeError(
+                        f"the hard margin is separable only by a margin of {margin:.3g} relative to the "
+                        "row norms (the separation LP), which float64 does not resolve",
+                        relative_margin=margin)
+            if isinstance(hard_failure, NumericalRangeError):
+                # the price makes this the hard margin, and that is what float64 cannot resolve
+                raise NumericalRangeError(
+                    f"{refusal} At this price the soft margin is the hard margin, and: {hard_failure}",
+                    status=hard_failure.status, relative_margin=hard_failure.relative_margin) from None
             raise refusal from None
         return self._solve(program, warm_start)
 
     def _hard_first(self, program):
+        self._hard_failure = None
         try:
             hard = self._solve(program.with_prices(None), None)
-        except FairlError:
+        except FairlError as exc:
+            self._hard_failure = exc
             return None
         if hard.certificate.optimal and not (hard.duals > program.C).any():
             theta = hard.theta
