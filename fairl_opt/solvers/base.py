@@ -122,12 +122,12 @@ class Backend:
         The certificate, computed on the soft program itself, checks either. Otherwise the program
         is solved as given, if its scale-free prices are in the range float64 resolves
         (:func:`fairl_opt.solvers.scaling.check_range`)."""
-        self._hard_failure = None
+        hard_failure = None
         if isinstance(program, MarginProgram) and not program.hard:
             start = time.perf_counter()
             found = None
             if float(np.min(program.C)) >= HARD_FIRST_PRICE:
-                found = self._hard_first(program)
+                found, hard_failure = self._hard_first(program)
             elif float(np.max(program.C)) <= ALL_SLACK_PRICE:
                 found = _all_slack(program, self.name)
             if found is not None:
@@ -148,7 +148,6 @@ class Backend:
                 attempt = None
             if attempt is not None and attempt.certificate.optimal:
                 return attempt
-            hard_failure = getattr(self, "_hard_failure", None)
             if hard_failure is None and isinstance(program, MarginProgram) and float(np.min(program.C)) >= HARD_FIRST_PRICE:
                 margin = relative_margin(program.delta, program.margins)
                 if not margin > SEPARABLE_MARGIN:
@@ -165,12 +164,11 @@ class Backend:
         return self._solve(program, warm_start)
 
     def _hard_first(self, program):
-        self._hard_failure = None
+        """((θ, α, status) or None, the hard solve's error or None)."""
         try:
             hard = self._solve(program.with_prices(None), None)
         except FairlError as exc:
-            self._hard_failure = exc
-            return None
+            return None, exc
         if hard.certificate.optimal and not (hard.duals > program.C).any():
             theta = hard.theta
             # the hard answer may miss margins by rounding (≤ 1e-7 relative), which the soft
@@ -180,8 +178,8 @@ class Backend:
             short = (scores < program.margins) & (scores > 0) & (program.margins > 0)
             if short.any():
                 theta = theta * float(np.max(program.margins[short] / scores[short]))
-            return theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"
-        return None
+            return (theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"), None
+        return None, None
 
     def _as_given(self, program, warm_start) -> Solution | None:
         try:
