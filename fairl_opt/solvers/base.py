@@ -178,6 +178,9 @@ class Backend:
             short = (scores < program.margins) & (scores > 0) & (program.margins > 0)
             if short.any():
                 theta = theta * float(np.max(program.margins[short] / scores[short]))
+            # and clear every margin by more than the rounding of Δ_iθ, so no slack is left for
+            # the soft objective to price (the certificate bounds that rounding too)
+            theta = theta * (1 + 4 * (program.dim + 2) * np.finfo(float).eps)
             return (theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"), None
         return None, None
 

@@ -154,6 +154,28 @@ def _shortfall(program: MarginProgram, theta: np.ndarray) -> tuple[float, float]
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _soft_objective_upper(program: MarginProgram, theta: np.ndarray, primal: float, gap_tol: float) -> float:
+    """An upper bound on a soft margin's true objective at θ.
+
+    The slack term Σ C_i (m_i − Δ_iθ)₊ multiplies the rounding of each Δ_iθ by C_i, which can
+    dwarf a small ½‖θ‖². When that rounding (Higham's bound, summed with the prices) is not
+    negligible next to gap_tol·P, the slacks are recomputed in extended precision and the
+    remaining bound is added, so the certificate never understates P."""
+    d = program.dim
+    prices = program.prices
+    size = np.abs(program.delta) @ np.abs(theta)
+    eps = float(np.finfo(np.float64).eps)
+    gamma = (d + 2) * eps / (1 - (d + 2) * eps)
+    if float(prices @ size) * gamma <= 1e-3 * gap_tol * abs(primal):
+        return primal
+    eps_x = float(np.finfo(_EXTENDED).eps)
+    gamma_x = (d + 2) * eps_x / (1 - (d + 2) * eps_x)
+    residual = program.margins.astype(_EXTENDED) - _matvec(program.delta, theta)
+    slack_term = prices.astype(_EXTENDED) @ np.maximum(residual, 0)
+    bound = float(prices @ size) * gamma_x
+    return float(program.regulariser(theta) + float(slack_term) + bound)
+
+
 def _dual_rounding(program: MarginProgram, alpha: np.ndarray) -> float:
     """A bound on the float64 rounding of mᵀα − ½‖Δᵀα‖² (terms of both signs cancel)."""
     alpha = program.project_dual(alpha)
@@ -198,6 +220,8 @@ def certify(
         elif finite:
             violation, rounding = _shortfall(program, theta)
             rel_violation = relative_violation(program, theta, violation + rounding)
+            if not program.hard:
+                primal = _soft_objective_upper(program, theta, primal, gap_tol)
             if program.norm == "l2" and _dual_rounding(program, duals) > 1e-3 * gap_tol * abs(primal):
                 dual = _qp_dual(program, duals)
         else:
