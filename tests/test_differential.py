@@ -14,8 +14,10 @@ answer from :func:`fairl_opt.solvers.solve` is judged by the test's own arithmet
     θ of norm R refutes it: the certificate only covers ‖θ‖ < Σy_im_i / ‖Σy_iΔ_i‖ < R), and the
     unit-row LP max t (Δ̂θ ≥ t·m̂, ‖θ‖∞ ≤ 1) or a reference LP solver agrees it is infeasible;
 (c) ``SolverError`` (including ``NumericalRangeError``) and status ``"inaccurate"`` are honest
-    refusals: allowed, counted. ``DataError`` (the data are in the documented ranges) and any other
-    exception (ZeroDivisionError, LinAlgError, a RuntimeWarning turned error, ...) fail.
+    refusals: allowed, counted; so is a ``DataError`` that names a documented usable range
+    (``fairl_opt.solvers.scaling``) when the case's scale-free price, λ or curvature, computed
+    here, is outside it (``refused-range``). Any other ``DataError`` and any other exception
+    (ZeroDivisionError, LinAlgError, a RuntimeWarning turned error, ...) fail.
 
 Runs:
 
@@ -284,7 +286,34 @@ def cases(draw, kind: str):
 
 # outcomes that pass; every other outcome is a failure class
 PASSING = {"optimal-correct", "optimal-beats-reference", "optimal-unreferenced", "inaccurate", "solver-error",
-           "numerical-range", "infeasible-verified"}
+           "numerical-range", "infeasible-verified", "refused-range"}
+
+
+def refusal_is_documented(case: Case, message: str) -> bool:
+    """A DataError is an honest refusal only when it names a documented usable range and the
+    case's own scale-free figure (computed here from the data) lies outside it — the ranges of
+    ``fairl_opt.solvers.scaling`` (issue 10 item 3: "a DataError naming the argument and the
+    usable range")."""
+    from fairl_opt.solvers.scaling import CURVATURE_MAX, PRICE_RANGE, REG_RANGE
+
+    size = float(np.abs(case.delta).max())
+    if case.kind == "maxent":
+        n = case.delta.shape[0]
+        weights = np.ones(n) if case.weights is None else np.asarray(case.weights)
+        temps = np.ones(n) if case.temperatures is None else np.asarray(case.temperatures)
+        reg = case.reg / size**2
+        curvature = weights * (np.abs(case.delta).max(axis=1) / temps) ** 2 / case.reg
+        if "curvature" in message:
+            return bool(curvature.max() > CURVATURE_MAX)
+        if "reg (λ) is" in message:
+            return not (REG_RANGE[0] <= reg <= REG_RANGE[1])
+        return False
+    if "slack price relative to the rows and margins" not in message or case.kind.endswith("hard"):
+        return False
+    prices = _prices_array(case)
+    top = float(np.abs(case.margins).max())
+    free = prices * size * size / top if case.kind.startswith("l2") else prices * size
+    return bool(((free < PRICE_RANGE[0]) | (free > PRICE_RANGE[1])).any())
 
 
 def _prices_array(case: Case):
@@ -330,6 +359,8 @@ def judge(case: Case, backend: str, reference: ref.Reference) -> tuple[str, str]
     except SolverError as exc:
         return "solver-error", str(exc)[:200]
     except DataError as exc:
+        if refusal_is_documented(case, str(exc)):
+            return "refused-range", str(exc)[:200]
         return "data-error", f"DataError on in-range data: {exc}"
     except Exception as exc:  # noqa: BLE001 - any other exception type is a bug
         return f"exception:{type(exc).__name__}", f"{type(exc).__name__}: {exc}"[:300]
@@ -525,7 +556,8 @@ def test_regression_maxent_tiny_reg_cvxpy(seed):
 #: they miss by more than 1e-7·max|m|), ``optimal-suboptimal`` (a one-pair soft margin answered
 #: "hard first": exactly, θ is short of the margin by a rounding error that C turns into a 1e-6…1e-2
 #: relative excess, while the certificate's float64 slack is 0) and ``data-error`` (a DataError for
-#: prices or a curvature from data inside the issue's ranges; the references solve these).
+#: prices or a curvature from data inside the issue's ranges; the references solve these: some are
+#: now solved, the others are refused by the documented scale-free range, ``refused-range``).
 CENSUS_CASES = {
     "infeasible-false:l2-hard:near-contradictory-2d": {
         "kind": 'l2-hard',

@@ -17,11 +17,18 @@ from scipy.optimize import linprog
 from fairl_opt.exceptions import DataError, FairlError, InfeasibleError, NumericalRangeError, SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers.certificate import Certificate, certify
-from fairl_opt.solvers.scaling import Scaling, check_range, choose_scaling, scale_rows, scaled_program
+from fairl_opt.solvers.scaling import (
+    Scaling,
+    check_range,
+    choose_scaling,
+    scale_free_prices,
+    scale_rows,
+    scaled_program,
+)
 
 
-#: Soft margins with every price at least this (rows and margins of size 1, as the backend sees
-#: them) are tried as hard margins first (see :meth:`Backend._solve_soft_or_hard`).
+#: Soft margins with every scale-free price (:func:`~fairl_opt.solvers.scaling.scale_free_prices`)
+#: at least this are tried as hard margins first (see :meth:`Backend._solve_soft_or_hard`).
 HARD_FIRST_PRICE = 1e6
 #: Soft margins with every price at most this are tried with every multiplier at its bound first.
 ALL_SLACK_PRICE = 1e-6
@@ -126,9 +133,10 @@ class Backend:
         if isinstance(program, MarginProgram) and not program.hard:
             start = time.perf_counter()
             found = None
-            if float(np.min(program.C)) >= HARD_FIRST_PRICE:
+            prices = scale_free_prices(program)
+            if float(np.min(prices)) >= HARD_FIRST_PRICE:
                 found, hard_failure = self._hard_first(program)
-            elif float(np.max(program.C)) <= ALL_SLACK_PRICE:
+            elif float(np.max(prices)) <= ALL_SLACK_PRICE:
                 found = _all_slack(program, self.name)
             if found is not None:
                 theta, duals, status = found
@@ -148,7 +156,8 @@ class Backend:
                 attempt = None
             if attempt is not None and attempt.certificate.optimal:
                 return attempt
-            if hard_failure is None and isinstance(program, MarginProgram) and float(np.min(program.C)) >= HARD_FIRST_PRICE:
+            if (hard_failure is None and isinstance(program, MarginProgram)
+                    and float(np.min(scale_free_prices(program))) >= HARD_FIRST_PRICE):
                 margin = relative_margin(program.delta, program.margins)
                 if not margin > SEPARABLE_MARGIN:
                     hard_failure = NumericalRangeError(

@@ -121,16 +121,36 @@ def choose_scaling(program) -> Scaling:
     return Scaling(s, power_of_two(float(np.abs(program.margins).max())), program.kind)
 
 
+def scale_free_prices(program: MarginProgram) -> np.ndarray:
+    """C_i in the units where rows and margins have size 1: C·max|Δ|²/max|m| (``mm-qp``) or
+    C·max|Δ| (``mm-lp``) — invariant under the rescalings of the table above."""
+    size = float(np.abs(program.delta).max())
+    top = float(np.abs(program.margins).max()) or 1.0
+    prices = np.atleast_1d(np.asarray(program.C, dtype=np.float64))
+    with np.errstate(over="ignore", under="ignore"):
+        if program.norm == "l2":
+            return prices * (size / top) * size
+        return prices * size
+
+
+def scale_free_reg(program: MaxEntProgram) -> float:
+    """λ / max|Δ|², invariant under Δ → sΔ, λ → s²λ."""
+    size = float(np.abs(program.delta).max())
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        return float(program.reg / size / size) if size > 0 else float("inf")
+
+
 def check_range(scaled) -> None:
     """Refuse a scaled program whose scale-free parameters float64 cannot solve (see the ranges
     above), naming the argument and the range it would need in the caller's units."""
     if isinstance(scaled, MaxEntProgram):
         lo, hi = REG_RANGE
-        if not (lo <= scaled.reg <= hi):
+        reg = scale_free_reg(scaled)
+        if not (lo <= reg <= hi):
             raise DataError(
-                f"reg (λ) is {scaled.reg:.3g} times the squared size of the rows; float64 solves "
+                f"reg (λ) is {reg:.3g} times the squared size of the rows; float64 solves "
                 f"{lo:g} … {hi:g} (λ relative to max|Δ|²): "
-                + ("a smaller λ leaves separable data with no resolvable optimum" if scaled.reg < lo
+                + ("a smaller λ leaves separable data with no resolvable optimum" if reg < lo
                    else "rescale the features")
             )
         row = np.abs(scaled.delta).max(axis=1).astype(np.float64)
@@ -150,7 +170,7 @@ def check_range(scaled) -> None:
     if scaled.hard:
         return
     lo, hi = PRICE_RANGE
-    prices = np.atleast_1d(scaled.C)
+    prices = scale_free_prices(scaled)
     bad = ~((prices >= lo) & (prices <= hi))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
