@@ -467,3 +467,31 @@ def test_solve_refuses_bad_input_types_naming_file_and_argument(tmp_path, capsys
     np.savez(path, **arrays)
     line = fails(capsys, 2, "solve", path, "--margin", "soft")
     assert str(path) in line and named in line
+
+
+# -- issue 10: extreme but valid numbers from the command line --------------------------------------
+@pytest.mark.parametrize("argv, named", [
+    (("--method", "fa-maxent", "--sharpen", "1e-300"), "temperature"),
+    (("--method", "fa-maxent", "--upweight", "1e300"), "weight"),
+    (("--method", "fa-mm-qp", "--margin", "soft", "--margin-step", "1e300"), "margins"),
+    (("--method", "mm-qp", "--margin", "soft", "--C", "1e300"), "C"),
+    (("--method", "mm-lp", "--margin", "soft", "--C", "1e-300"), None),
+    (("--method", "maxent", "--reg", "1e-300"), "reg"),
+])
+def test_extreme_numbers_certify_or_fail_in_one_line(capsys, sim, argv, named):
+    """A certified answer, or exit 2 naming the argument — never a traceback (issue 10 item 3)."""
+    code, out, err = run(capsys, "solve", sim, *argv)
+    if code == 0:
+        assert json.loads(out)["status"] == "optimal"
+        return
+    assert code == 2, err
+    line = one_line(err)
+    assert named is None or named in line
+
+
+@pytest.mark.parametrize("C", ["1e10", "1e100"])
+def test_soft_margin_failures_never_say_try_a_soft_margin(capsys, sim, C):
+    code, out, err = run(capsys, "solve", sim, "--method", "mm-lp", "--margin", "soft", "--C", C)
+    assert "try a soft margin" not in err
+    if code != 0:
+        one_line(err)
