@@ -173,10 +173,15 @@ class Backend:
         return self._solve(program, warm_start)
 
     def _hard_first(self, program):
-        """((θ, α, status) or None, the hard solve's error or None)."""
+        """((θ, α, status) or None, the hard solve's error or None). A hard solve that does not
+        answer the soft program leaves no trace in the backend (its warm starts and caches are
+        restored), so the soft solve that follows is the one it would have been."""
+        kept = dict(self.__dict__)
         try:
             hard = self._solve(program.with_prices(None), None)
         except FairlError as exc:
+            self.__dict__.clear()
+            self.__dict__.update(kept)
             return None, exc
         if hard.certificate.optimal and not (hard.duals > program.C).any():
             theta = hard.theta
@@ -191,6 +196,8 @@ class Backend:
             # the soft objective to price (the certificate bounds that rounding too)
             theta = theta * (1 + 4 * (program.dim + 2) * np.finfo(float).eps)
             return (theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"), None
+        self.__dict__.clear()
+        self.__dict__.update(kept)
         return None, None
 
     def _as_given(self, program, warm_start) -> Solution | None:

@@ -166,13 +166,18 @@ def _soft_objective_upper(program: MarginProgram, theta: np.ndarray, primal: flo
     size = np.abs(program.delta) @ np.abs(theta)
     eps = float(np.finfo(np.float64).eps)
     gamma = (d + 2) * eps / (1 - (d + 2) * eps)
-    if float(prices @ size) * gamma <= 1e-3 * gap_tol * abs(primal):
+    # only pairs within rounding of their margin (or short of it) can be mispriced: for the others
+    # (m_i − Δ_iθ)₊ is 0 whatever the rounding
+    residual = program.margins - program.delta @ theta
+    near = residual > -2 * gamma * size
+    if float(prices[near] @ size[near]) * gamma <= 1e-3 * gap_tol * abs(primal):
         return primal
     eps_x = float(np.finfo(_EXTENDED).eps)
     gamma_x = (d + 2) * eps_x / (1 - (d + 2) * eps_x)
-    residual = program.margins.astype(_EXTENDED) - _matvec(program.delta, theta)
-    slack_term = prices.astype(_EXTENDED) @ np.maximum(residual, 0)
-    bound = float(prices @ size) * gamma_x
+    residual_x = program.margins.astype(_EXTENDED) - _matvec(program.delta, theta)
+    slack_term = prices.astype(_EXTENDED) @ np.maximum(residual_x, 0)
+    near = residual_x > -2 * gamma_x * size
+    bound = float(prices[near] @ size[near]) * gamma_x
     return float(program.regulariser(theta) + float(slack_term) + bound)
 
 
