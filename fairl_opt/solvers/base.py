@@ -137,7 +137,7 @@ class Backend:
             if float(np.min(prices)) >= HARD_FIRST_PRICE:
                 found, hard_failure = self._hard_first(program)
             elif float(np.max(prices)) <= ALL_SLACK_PRICE:
-                found = _all_slack(program, self.name)
+                found = _all_slack(program)
             if found is not None:
                 theta, duals, status = found
                 cert = certify(program, theta, duals, backend=self.name, solver_status=status,
@@ -232,7 +232,7 @@ class Backend:
         )
 
 
-def _all_slack(program: MarginProgram, name: str):
+def _all_slack(program: MarginProgram):
     """(θ, α, status) with every multiplier at its price, α = C (see ``_solve_soft_or_hard``)."""
     alpha = program.prices
     if program.norm == "l2":
