@@ -34,14 +34,7 @@ _DUAL_NORM_ORD = {"l1": np.inf, "linf": 1}
 
 
 def _check_delta(delta) -> np.ndarray:
-    try:
-        delta = np.asarray(delta)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"delta must be a 2-D array of real numbers: {exc}") from None
-    if delta.dtype.kind not in "fiu":
-        raise DataError(f"delta must hold real numbers (float or int), got dtype {delta.dtype}")
-    if delta.dtype not in (np.float32, np.float64):
-        delta = delta.astype(np.float64)
+    delta = _real_array("delta", delta, keep_float32=True)
     if delta.ndim != 2 or delta.shape[0] == 0 or delta.shape[1] == 0:
         raise DataError(f"delta must be a non-empty 2-D array (pairs x features), got shape {delta.shape}")
     bad = ~np.isfinite(delta).all(axis=1)
@@ -58,13 +51,17 @@ def real_scalar(name: str, value) -> float:
     return float(value)
 
 
-def _real_array(name: str, value) -> np.ndarray:
+def _real_array(name: str, value, keep_float32: bool = False) -> np.ndarray:
+    """``value`` as a float64 array (float32 kept when asked: Δ is never copied), or a DataError
+    naming ``name`` for complex, object, string or other non-real dtypes."""
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be real numbers: {exc}") from None
     if arr.dtype.kind not in "fiu":
-        raise DataError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        raise DataError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}")
+    if arr.dtype == np.float64 or (keep_float32 and arr.dtype == np.float32):
+        return arr
     return arr.astype(np.float64)
 
 
