@@ -27,8 +27,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
-from fairl_opt.fa import run_fa  # noqa: E402
-from fairl_opt.failures import FailureRule  # noqa: E402
+from fairl_opt.fa import FASettings, run_fa  # noqa: E402
 from fairl_opt.programs import MarginProgram, MaxEntProgram  # noqa: E402
 from fairl_opt.solvers import get_backend  # noqa: E402
 from fairl_opt.solvers._kernels import warm_up  # noqa: E402
@@ -140,13 +139,13 @@ def bench_fa(delta, groups):
     rows = {}
     for name, program in (("mm-qp", MarginProgram(delta, C=1.0)), ("maxent", MaxEntProgram(delta, reg=1.0))):
         _, t_one = timed(get_backend("auto", program).solve, program)
-        for label, rule in (("train", FailureRule(near_tie_quantile=0.1)),
-                            ("oof5", FailureRule(near_tie_quantile=0.1, oof_folds=5))):
-            result, t_fa = timed(run_fa, program, "auto", rule=rule, max_rounds=5, groups=groups)
+        for label, settings in (("train", FASettings(oof_folds=0, max_rounds=5)),
+                                ("oof5", FASettings(oof_folds=5, max_rounds=5))):
+            result, t_fa = timed(run_fa, program, "auto", settings, groups=groups)
             rows[f"{name}/{label}"] = {
                 "standard_seconds": t_one, "fa_seconds": t_fa, "ratio": t_fa / t_one,
                 "rounds": len(result.history) - 1,
-                "solves": len(result.history) * (1 + (rule.oof_folds or 0)),
+                "solves": len(result.history) * (1 + (settings.oof_folds)),
             }
     return rows
 

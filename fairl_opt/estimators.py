@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from fairl_opt.exceptions import DataError, SolverError
-from fairl_opt.failures import FailureRule
-from fairl_opt.fa import Tightening, run_fa
+from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.metrics import pairwise_accuracy
 from fairl_opt.pairs import PreferencePairs
 from fairl_opt.programs import MarginProgram, MaxEntProgram
@@ -209,23 +208,9 @@ class FailureAwareReward(_RewardModel):
         if not isinstance(base, (MaxMarginReward, MaxEntReward)):
             raise DataError(f"estimator must be MaxMarginReward or MaxEntReward, got {type(base).__name__}")
         program = base.program(pairs)
-        quantile = None if self.near_tie_threshold is not None else self.near_tie_quantile
-        rule = FailureRule(self.near_tie_threshold, quantile, self.oof_folds, self.seed)
-        tightening = Tightening(
-            self.margin_step, self.upweight, self.sharpen, self.backoff, self.slack_upweight
-        )
-        result = run_fa(
-            program,
-            get_backend(base.backend, program),
-            rule=rule,
-            tightening=tightening,
-            max_rounds=self.max_rounds,
-            curriculum=self.curriculum,
-            groups=pairs.prompt_ids,
-            dual_path=self.dual_path,
-            correction_penalty=self.correction_penalty,
-            verbose=self.verbose,
-        )
+        settings = FASettings(**{name: getattr(self, name) for name in FASettings.names()})
+        result = run_fa(program, get_backend(base.backend, program), settings, groups=pairs.prompt_ids,
+                        verbose=self.verbose)
         self.result_ = result
         self.solution_ = result.solution
         self.theta_ = result.theta

@@ -28,30 +28,49 @@ C_c·slack_upweight on each of its pairs.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
 from fairl_opt.exceptions import DataError, InfeasibleError, SolverError
 from fairl_opt.failures import (
-    FailureRule,
     Failures,
     combine_margins,
     detect_failures,
-    fold_indices,
     normalised_margins,
     out_of_fold_margins,
+    resolve_threshold,
 )
+from fairl_opt.pairs import group_folds
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import Backend, Certificate, Solution, get_backend, max_admissible_tightening
 
 
-@dataclass(frozen=True)
-class Tightening:
-    """How a round edits its failures.
+def _setting(default, help: str, applies: str = "all", flag: bool = False):
+    """A field of :class:`FASettings` with the text ``fairl`` shows for it and the programs it applies
+    to (``"all"``, ``"margin"`` for max-margin programs, ``"maxent"``)."""
+    return field(default=default, metadata={"help": help, "applies": applies, "flag": flag})
 
-    Parameters
-    ----------
+
+@dataclass(frozen=True)
+class FASettings:
+    """Every setting of the FA loop, in one object passed unchanged from the CLI, the estimators,
+    :func:`run_fa`, ``fairl certify`` and the detox experiment.
+
+    Failure rule (:mod:`fairl_opt.failures`):
+
+    near_tie_threshold : float, optional
+        Absolute τ ≥ 0 on the normalised margin; when given, ``near_tie_quantile`` is not used.
+    near_tie_quantile : float, optional
+        τ as this quantile in (0, 1) of the positive normalised margins of round 0, then kept fixed so
+        rounds compare like with like. ``None`` with no threshold: misclassified pairs only.
+    oof_folds : int
+        k ≥ 2 mines failures out of fold as well (folds keep each prompt together); 0 = training fit only.
+    seed : int
+        Seed of the fold assignment.
+
+    Tightening:
+
     margin_step : float
         δ > 0 added to a failure's required margin (max-margin programs).
     upweight : float
@@ -61,40 +80,114 @@ class Tightening:
     backoff : float
         Fraction in (0, 1) of the largest admissible step used when δ makes a hard margin infeasible.
     slack_upweight : float
-        Factor ≥ 1 on a failure's slack price C_j (soft-margin max-margin programs only; ignored
-        for hard margins and MaxEnt). Applied once per pair, in the round that tightens its margin,
-        so ``C_j = C·slack_upweight`` for every tightened pair at the end. The default 1 keeps C
-        (and then, by proofs/T10, failures strictly inside the margin cannot move θ).
+        Factor ≥ 1 on a failure's slack price C_j (soft margins only), applied once per pair in the
+        round that tightens its margin, so ``C_j = C·slack_upweight`` on every tightened pair at the
+        end. The default 1 keeps C (and then, by proofs/T10, failures strictly inside the margin
+        cannot move θ).
+
+    Loop:
+
+    max_rounds : int
+        Rounds after the standard solve.
+    curriculum : bool
+        When a round has new misclassified pairs, tighten only those; near-ties wait until no clear
+        error is left.
+    dual_path : bool
+        Fit a correction θ_c on the failures on top of the fixed standard θ_b.
+    correction_penalty : float, optional
+        The correction's own penalty: C_c for soft margins, λ_c for MaxEnt (default: the program's).
     """
 
-    margin_step: float = 0.5
-    upweight: float = 2.0
-    sharpen: float = 1.0
-    backoff: float = 0.99
-    slack_upweight: float = 1.0
+    near_tie_threshold: float | None = _setting(None, "near-tie threshold τ on the normalised margin")
+    near_tie_quantile: float | None = _setting(0.1, "near-tie threshold as a quantile of the margins")
+    oof_folds: int = _setting(5, "out-of-fold mining folds, 0 = off")
+    seed: int = _setting(0, "seed of the out-of-fold folds")
+    margin_step: float = _setting(0.5, "FA margin tightening δ", "margin")
+    upweight: float = _setting(2.0, "FA MaxEnt weight factor >= 1", "maxent")
+    sharpen: float = _setting(1.0, "FA MaxEnt temperature factor in (0, 1]", "maxent")
+    backoff: float = _setting(0.99, "fraction of the largest admissible step on hard-margin infeasibility",
+                              "margin")
+    slack_upweight: float = _setting(1.0, "factor >= 1 on a failure's slack price C, 1 = off (soft margins)",
+                                     "margin")
+    max_rounds: int = _setting(5, "FA rounds after the standard solve")
+    curriculum: bool = _setting(True, "tighten new misclassified pairs before near-ties")
+    dual_path: bool = _setting(False, "fit a correction on failures over the standard θ_b", flag=True)
+    correction_penalty: float | None = _setting(None, "the dual path's own penalty C_c or λ_c")
 
     def __post_init__(self):
-        if not (np.isfinite(self.margin_step) and self.margin_step > 0):
-            raise DataError(f"margin_step must be positive and finite, got {self.margin_step}")
-        if not (np.isfinite(self.upweight) and self.upweight >= 1):
-            raise DataError(f"upweight must be >= 1, got {self.upweight}")
-        if not 0 < self.sharpen <= 1:
-            raise DataError(f"sharpen must lie in (0, 1], got {self.sharpen}")
+        if self.near_tie_threshold is not None:
+            _check_real("near_tie_threshold", self.near_tie_threshold, lambda v: v >= 0, "finite and >= 0")
+        if self.near_tie_quantile is not None:
+            _check_real("near_tie_quantile", self.near_tie_quantile, lambda v: 0 < v < 1, "in (0, 1)")
+        if isinstance(self.oof_folds, bool) or not isinstance(self.oof_folds, (int, np.integer)) or (
+                self.oof_folds != 0 and self.oof_folds < 2):
+            raise DataError(f"oof_folds must be 0 (off) or an integer >= 2, got {self.oof_folds!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise DataError(f"seed must be an integer >= 0, got {self.seed!r}")
+        _check_real("margin_step", self.margin_step, lambda v: v > 0, "positive and finite")
+        _check_real("upweight", self.upweight, lambda v: v >= 1, "finite and >= 1")
+        _check_real("sharpen", self.sharpen, lambda v: 0 < v <= 1, "in (0, 1]")
         if self.upweight == 1 and self.sharpen == 1:
             raise DataError("upweight=1 and sharpen=1 would leave MaxEnt failures unchanged")
-        if not 0 < self.backoff < 1:
-            raise DataError(f"backoff must lie in (0, 1), got {self.backoff}")
-        if not (np.isfinite(self.slack_upweight) and self.slack_upweight >= 1):
-            raise DataError(f"slack_upweight must be finite and >= 1, got {self.slack_upweight}")
+        _check_real("backoff", self.backoff, lambda v: 0 < v < 1, "in (0, 1)")
+        _check_real("slack_upweight", self.slack_upweight, lambda v: v >= 1, "finite and >= 1")
+        if isinstance(self.max_rounds, bool) or not isinstance(self.max_rounds, (int, np.integer)) or (
+                self.max_rounds < 0):
+            raise DataError(f"max_rounds must be an integer >= 0, got {self.max_rounds!r}")
+        if self.correction_penalty is not None:
+            _check_real("correction_penalty", self.correction_penalty, lambda v: v > 0, "positive and finite")
+
+    @classmethod
+    def names(cls, applies: str | None = None) -> tuple[str, ...]:
+        """The setting names (those that apply to ``"margin"`` or ``"maxent"`` programs if given)."""
+        return tuple(f.name for f in fields(cls)
+                     if applies is None or f.metadata["applies"] in ("all", applies))
+
+    def replace(self, **changes) -> "FASettings":
+        """A copy with ``changes``; an unknown name is a DataError naming it."""
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown:
+            raise DataError(f"unknown FA setting(s) {unknown}; the settings are {list(self.names())}")
+        return replace(self, **changes)
+
+    @property
+    def threshold_rule(self) -> tuple[float | None, float | None]:
+        """(absolute τ, quantile): the threshold wins when both are set."""
+        if self.near_tie_threshold is not None:
+            return float(self.near_tie_threshold), None
+        return None, self.near_tie_quantile
+
+    def resolve_threshold(self, margins: np.ndarray) -> float:
+        """The absolute τ these settings mean for the given normalised margins."""
+        threshold, quantile = self.threshold_rule
+        return resolve_threshold(margins, threshold, quantile)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_real(name: str, value, ok, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+            np.isfinite(value) and ok(value)):
+        raise DataError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass
 class FARound:
-    """One round of the FA loop (round 0 is the standard solve)."""
+    """One round of the FA loop (round 0 is the standard solve).
+
+    ``margins`` and ``prices`` (max-margin programs; ``prices`` None for hard margins) or
+    ``weights`` and ``temperatures`` (MaxEnt) are copies of the full program's per-pair requirements
+    after this round's edits: :meth:`FAResult.program` builds the program a round solved from them.
+    """
 
     round: int
     objective: float
     certificate: Certificate
+    margins: np.ndarray | None = None
+    prices: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    temperatures: np.ndarray | None = None
     n_failures: int = 0
     n_misclassified: int = 0
     n_near_ties: int = 0
@@ -134,6 +227,8 @@ class FAResult:
     base_solution : Solution
         Round 0: the standard program.
     history : list of FARound
+        Every round's failures, edits, per-pair requirements and certificate: the only record of
+        the rounds (:meth:`program`, :meth:`round_margins` read it).
     tightened : int array
         Pairs whose requirement changed (sorted).
     required_margins : ndarray or None
@@ -158,6 +253,36 @@ class FAResult:
     temperatures: np.ndarray | None
     stop_reason: str
     prices: np.ndarray | None = None
+    settings: FASettings | None = None
+
+    @property
+    def standard_program(self):
+        """Round 0's program (the standard one)."""
+        return self.base_solution.program
+
+    @property
+    def is_margin(self) -> bool:
+        return isinstance(self.standard_program, MarginProgram)
+
+    def program(self, round: int = -1):
+        """The full program after round ``round`` (default: the last): the standard program with
+        that round's margins and prices, or weights and temperatures. Without the dual path its
+        solution is that round's θ."""
+        record = self.history[round]
+        base = self.standard_program
+        if self.is_margin:
+            program = base.with_margins(record.margins)
+            return program if record.prices is None else program.with_prices(record.prices)
+        return base.with_weights(record.weights, record.temperatures)
+
+    def round_margins(self) -> list[np.ndarray]:
+        """The required margins after each round (round 0 first); DataError for MaxEnt results."""
+        if not self.is_margin:
+            raise DataError(
+                "this FA result re-weighted a MaxEnt program: it has no margin constraints to build a "
+                "feasible set from (use a max-margin method, or FeasibleSet.cone(delta))"
+            )
+        return [record.margins for record in self.history]
 
 
 class _State:
@@ -201,30 +326,23 @@ class _State:
         prices = self.program.prices
         return prices if self.price_factors is None else prices * self.price_factors
 
-
-def _require_certified(solution: Solution, context: str) -> Solution:
-    cert = solution.certificate
-    if not cert.optimal:
-        raise SolverError(
-            f"{context}: backend {cert.backend!r} returned status {cert.solver_status!r} but the "
-            f"certificate fails (relative gap {cert.relative_gap:.2e}, max violation "
-            f"{cert.max_violation:.2e}); try backend='cvxpy', a soft margin, or rescaled embeddings",
-            status=cert.solver_status,
-        )
-    return solution
+    def record(self, record: FARound) -> None:
+        """Copy the current per-pair requirements into ``record``."""
+        if self.is_margin:
+            record.margins = self.margins.copy()
+            prices = self.prices()
+            record.prices = None if prices is None else np.array(prices, dtype=np.float64)
+        else:
+            record.weights = self.weights.copy()
+            record.temperatures = self.temperatures.copy()
 
 
 def run_fa(
     program: MarginProgram | MaxEntProgram,
     backend: str | Backend = "auto",
+    settings: FASettings | None = None,
     *,
-    rule: FailureRule | None = None,
-    tightening: Tightening | None = None,
-    max_rounds: int = 5,
-    curriculum: bool = True,
     groups=None,
-    dual_path: bool = False,
-    correction_penalty: float | None = None,
     verbose: bool = False,
 ) -> FAResult:
     """Run the failure-aware loop on ``program``.
@@ -234,22 +352,12 @@ def run_fa(
     program : MarginProgram or MaxEntProgram
         The standard program (round 0).
     backend : str or Backend
-        ``"auto"``, ``"cvxpy"``, ``"newton"`` or an instance; one instance serves every round so its
-        caches (cvxpy's parameterised problem, Newton's θ) are re-used.
-    rule : FailureRule
-        What counts as a failure; default: near-ties below the 10 % quantile, no out-of-fold mining.
-    tightening : Tightening
-    max_rounds : int
-        Rounds after the standard solve.
-    curriculum : bool
-        When a round has new misclassified pairs, tighten only those; near-ties wait until no clear
-        error is left.
+        A backend name or an instance; one instance serves every round so its caches are re-used,
+        and the out-of-fold fits use ``backend.fresh()`` (same settings, own state).
+    settings : FASettings
+        Failure rule, tightening, rounds, folds, curriculum and dual path (default ``FASettings()``).
     groups : array, optional
         Prompt id per pair, so out-of-fold folds keep prompts together.
-    dual_path : bool
-        Fit a correction θ_c on the failures on top of the fixed standard θ_b.
-    correction_penalty : float, optional
-        The correction's own penalty: C_c for soft margins, λ_c for MaxEnt (default: the program's).
     verbose : bool
         One progress line per round on stderr.
 
@@ -257,10 +365,9 @@ def run_fa(
     -------
     FAResult
     """
-    rule = rule or FailureRule(near_tie_quantile=0.1)
-    tightening = tightening or Tightening()
-    if not isinstance(max_rounds, (int, np.integer)) or max_rounds < 0:
-        raise DataError(f"max_rounds must be an integer >= 0, got {max_rounds!r}")
+    settings = FASettings() if settings is None else settings
+    if not isinstance(settings, FASettings):
+        raise DataError(f"settings must be an FASettings, got {type(settings).__name__}")
     if isinstance(backend, str):
         backend = get_backend(backend, program)
     state = _State(program)
@@ -271,14 +378,18 @@ def run_fa(
         if verbose:
             print(f"[fa] {msg}", file=sys.stderr, flush=True)
 
-    base = _require_certified(backend.solve(state.full_program()), "standard solve (round 0)")
+    base = _certified(backend.solve(state.full_program()), "standard solve (round 0)")
     theta = base.theta
     solution = base
     history = [FARound(0, base.objective, base.certificate)]
+    state.record(history[0])
     say(f"round 0: objective {base.objective:.6g} ({base.certificate.solve_seconds:.3f}s)")
 
-    folds = fold_indices(n, rule.oof_folds, groups, rule.seed) if rule.oof_folds else None
-    fold_backends = [type(backend)() for _ in folds] if folds else None
+    if settings.oof_folds:
+        folds = group_folds(np.arange(n) if groups is None else groups, settings.oof_folds, settings.seed)
+    else:
+        folds = None
+    fold_backends = [_fresh(backend) for _ in folds] if folds else None
     fold_programs = [program.restrict(train) for train, _ in folds] if folds else None
 
     def oof_margins():
@@ -290,19 +401,20 @@ def run_fa(
                     edited = edited.with_prices(state.prices()[train])
             else:
                 edited = fold_program.with_weights(state.weights[train], state.temperatures[train])
-            thetas.append(_require_certified(fold_backend.solve(edited), "out-of-fold fit").theta)
+            thetas.append(_certified(fold_backend.solve(edited), "out-of-fold fit").theta)
         return out_of_fold_margins(delta, thetas, folds)
 
     def find(theta_now) -> Failures:
         nonlocal threshold
         margins = combine_margins(normalised_margins(delta, theta_now), oof_margins() if folds else None)
         if threshold is None:
-            threshold = rule.resolve_threshold(margins)
+            threshold = settings.resolve_threshold(margins)
         return detect_failures(margins, threshold)
 
     threshold = None
     tightened: set[int] = set()
-    correction_penalty_value = correction_penalty
+    max_rounds, curriculum, dual_path = settings.max_rounds, settings.curriculum, settings.dual_path
+    correction_penalty_value = settings.correction_penalty
     stop_reason = f"round limit ({max_rounds})"
     failures = find(theta)
     _record_failures(history[-1], failures)
@@ -323,33 +435,34 @@ def run_fa(
         new_arr = np.asarray(sorted(new), dtype=np.int64)
         record = FARound(r, float("nan"), solution.certificate, changed=new_arr.tolist())
         if state.is_margin:
-            step = tightening.margin_step
+            step = settings.margin_step
             solution, step, note = _tighten_margins(
-                state, new_arr, step, tightening.backoff, backend, solution, tightened, dual_path,
-                base.theta, correction_penalty_value, tightening.slack_upweight,
+                state, new_arr, step, settings.backoff, backend, solution, tightened, dual_path,
+                base.theta, correction_penalty_value, settings.slack_upweight,
             )
             record.step = step
             record.note = note
             if step == 0.0:
                 tightened.update(new)
                 record.objective = solution.objective
+                state.record(record)
                 history.append(record)
                 say(f"round {r}: {note}")
                 continue
         else:
-            state.weights[new_arr] *= tightening.upweight
-            state.temperatures[new_arr] *= tightening.sharpen
+            state.weights[new_arr] *= settings.upweight
+            state.temperatures[new_arr] *= settings.sharpen
             tightened.update(new)
             solved = _solve_round(state, backend, solution, tightened, dual_path, base.theta,
                                   correction_penalty_value)
             solution = solved
             record.note = (
-                f"weights x{tightening.upweight:g}, temperatures x{tightening.sharpen:g} on {len(new)} pair(s)"
+                f"weights x{settings.upweight:g}, temperatures x{settings.sharpen:g} on {len(new)} pair(s)"
             )
         theta = _full_theta(solution, dual_path, base.theta)
         record.objective = solution.objective
         record.certificate = solution.certificate
-        if (state.is_margin and not state.program.hard and tightening.slack_upweight == 1
+        if (state.is_margin and not state.program.hard and settings.slack_upweight == 1
                 and np.allclose(theta, previous_theta, rtol=1e-7, atol=1e-10 * max(1.0, np.abs(theta).max()))):
             record.note += ("; θ unchanged: the tightened pairs sit at the soft margin's dual bound C, where a "
                             "margin step cannot move θ (proofs/T10); slack_upweight > 1 raises their price")
@@ -361,6 +474,7 @@ def run_fa(
                 record.witness_violation = float(shortfall[j])
         failures = find(theta)
         _record_failures(record, failures)
+        state.record(record)
         history.append(record)
         say(
             f"round {r}: changed {len(new)} pair(s), objective {record.objective:.6g}, "
@@ -380,7 +494,28 @@ def run_fa(
         temperatures=None if state.is_margin else state.temperatures.copy(),
         stop_reason=stop_reason,
         prices=state.prices(),
+        settings=settings,
     )
+
+
+def _certified(solution: Solution, context: str) -> Solution:
+    """``solution`` when its certificate holds, else SolverError naming ``context``."""
+    if hasattr(solution, "require_certified"):
+        return solution.require_certified(context)
+    cert = solution.certificate
+    if not cert.optimal:
+        raise SolverError(
+            f"{context}: backend {cert.backend!r} returned status {cert.solver_status!r} but the "
+            f"certificate fails (relative gap {cert.relative_gap:.2e}, max violation "
+            f"{cert.max_violation:.2e}); try backend='cvxpy' or rescaled embeddings",
+            status=cert.solver_status,
+        )
+    return solution
+
+
+def _fresh(backend: Backend) -> Backend:
+    """A backend of the same kind and settings with its own per-solve state (fold fits)."""
+    return backend.fresh() if hasattr(backend, "fresh") else type(backend)()
 
 
 def _record_failures(record: FARound, failures: Failures) -> None:
@@ -420,7 +555,7 @@ def _round_program(state: _State, tightened, dual_path: bool, base_theta, correc
 def _solve_round(state, backend, previous, tightened, dual_path, base_theta, correction_penalty):
     program = _round_program(state, tightened, dual_path, base_theta, correction_penalty)
     warm = previous if previous.program.n_pairs == program.n_pairs else None
-    return _require_certified(backend.solve(program, warm_start=warm), "FA round")
+    return _certified(backend.solve(program, warm_start=warm), "FA round")
 
 
 def _tighten_margins(state, new, step, backoff, backend, previous, tightened, dual_path, base_theta,

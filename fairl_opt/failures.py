@@ -6,9 +6,9 @@ For a reward θ̂ the normalised margin of pair i is ``Δ_i θ̂ / ‖θ̂‖₂
 * a **near-tie** when ``0 < Δ_i θ̂ / ‖θ̂‖ ≤ τ``.
 
 τ is given absolutely (``near_tie_threshold``) or as a quantile of the positive normalised margins
-(``near_tie_quantile``). When the training pairs are separable (common when d ≥ n) the training fit
+(``near_tie_quantile``): both are settings of :class:`fairl_opt.fa.FASettings`. When the training pairs are separable (common when d ≥ n) the training fit
 has no misclassifications, so failures are also mined **out of fold**: fit on k−1 folds (split by
-prompt), measure margins on the held-out fold.
+prompt, :func:`fairl_opt.pairs.group_folds`), measure margins on the held-out fold.
 
 **Curriculum order**: clear errors first (most negative margin first), near-ties after (smallest
 margin first).
@@ -30,48 +30,17 @@ def normalised_margins(delta: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return scores / norm if norm > 0 else np.zeros_like(scores)
 
 
-@dataclass(frozen=True)
-class FailureRule:
-    """How to find failures.
-
-    Parameters
-    ----------
-    near_tie_threshold : float, optional
-        Absolute τ ≥ 0 on the normalised margin.
-    near_tie_quantile : float, optional
-        τ as this quantile (in (0, 1)) of the positive normalised margins; resolved to an absolute τ
-        on the first call by the FA loop and kept fixed afterwards, so rounds compare like with like.
-    oof_folds : int
-        k ≥ 2 mines failures out of fold as well; 0 uses the training fit alone.
-    seed : int
-        Seed of the fold assignment.
-    """
-
-    near_tie_threshold: float | None = None
-    near_tie_quantile: float | None = None
-    oof_folds: int = 0
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.near_tie_threshold is not None and self.near_tie_quantile is not None:
-            raise DataError("give near_tie_threshold or near_tie_quantile, not both")
-        if self.near_tie_threshold is not None and not (
-            np.isfinite(self.near_tie_threshold) and self.near_tie_threshold >= 0
-        ):
-            raise DataError(f"near_tie_threshold must be finite and >= 0, got {self.near_tie_threshold}")
-        if self.near_tie_quantile is not None and not 0 < self.near_tie_quantile < 1:
-            raise DataError(f"near_tie_quantile must lie in (0, 1), got {self.near_tie_quantile}")
-        if self.oof_folds != 0 and (not isinstance(self.oof_folds, (int, np.integer)) or self.oof_folds < 2):
-            raise DataError(f"oof_folds must be 0 (off) or an integer >= 2, got {self.oof_folds!r}")
-
-    def resolve_threshold(self, margins: np.ndarray) -> float:
-        """The absolute τ this rule means for the given normalised margins."""
-        if self.near_tie_threshold is not None:
-            return float(self.near_tie_threshold)
-        if self.near_tie_quantile is None:
-            return 0.0
-        positive = margins[margins > 0]
-        return float(np.quantile(positive, self.near_tie_quantile)) if positive.size else 0.0
+def resolve_threshold(margins: np.ndarray, threshold: float | None = None,
+                      quantile: float | None = None) -> float:
+    """The absolute near-tie τ: ``threshold`` when given, else the ``quantile`` of the positive
+    normalised ``margins`` (0 when there is none, or when neither is given: misclassified pairs only)."""
+    if threshold is not None:
+        return float(threshold)
+    if quantile is None:
+        return 0.0
+    margins = np.asarray(margins, dtype=np.float64)
+    positive = margins[margins > 0]
+    return float(np.quantile(positive, quantile)) if positive.size else 0.0
 
 
 @dataclass(frozen=True)
@@ -115,18 +84,6 @@ def detect_failures(margins: np.ndarray, threshold: float) -> Failures:
 def combine_margins(train: np.ndarray, out_of_fold: np.ndarray | None) -> np.ndarray:
     """Per pair, the worse (smaller) of its training and out-of-fold normalised margin."""
     return train if out_of_fold is None else np.minimum(train, out_of_fold)
-
-
-def fold_indices(n: int, k: int, groups=None, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """k folds over n pairs, keeping each group (prompt) in one fold."""
-    groups = np.arange(n) if groups is None else np.asarray(groups)
-    unique = np.unique(groups)
-    if unique.size < k:
-        raise DataError(f"oof_folds={k} needs at least {k} prompts/pairs, have {unique.size}")
-    perm = np.random.default_rng(seed).permutation(unique)
-    fold_of = {g: f for f, chunk in enumerate(np.array_split(perm, k)) for g in chunk.tolist()}
-    fold = np.fromiter((fold_of[g] for g in groups.tolist()), dtype=np.int64, count=n)
-    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
 
 
 def out_of_fold_margins(delta: np.ndarray, fold_thetas, folds) -> np.ndarray:

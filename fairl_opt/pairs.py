@@ -280,38 +280,17 @@ class PreferencePairs:
         return self.prompt_ids if self.prompt_ids is not None else np.arange(self.n_pairs)
 
     def train_test_split(self, test_fraction: float = 0.2, seed: int = 0):
-        """Split by prompt: every pair of a prompt lands on the same side.
+        """Split by prompt (:func:`group_split`): every pair of a prompt lands on the same side.
 
         Returns
         -------
         train_index, test_index : int arrays
         """
-        if not 0.0 < test_fraction < 1.0:
-            raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-        groups = self._groups()
-        unique = np.unique(groups)
-        if unique.size < 2:
-            raise DataError("need at least 2 prompts to split by prompt")
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(unique)
-        n_test = min(max(1, int(round(test_fraction * unique.size))), unique.size - 1)
-        test_groups = perm[:n_test]
-        test_mask = np.isin(groups, test_groups)
-        return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+        return group_split(self._groups(), test_fraction, seed)
 
     def kfold(self, k: int = 5, seed: int = 0):
-        """k folds by prompt: a list of ``(train_index, test_index)``; each pair is tested once."""
-        groups = self._groups()
-        unique = np.unique(groups)
-        if not isinstance(k, (int, np.integer)) or k < 2:
-            raise DataError(f"k must be an integer >= 2, got {k!r}")
-        if unique.size < k:
-            raise DataError(f"k={k} folds need at least {k} prompts, have {unique.size}")
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(unique)
-        fold_of_group = {g: f for f, chunk in enumerate(np.array_split(perm, k)) for g in chunk}
-        fold = np.fromiter((fold_of_group[g] for g in groups), dtype=np.int64, count=groups.size)
-        return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
+        """k folds by prompt (:func:`group_folds`): a list of ``(train_index, test_index)``."""
+        return group_folds(self._groups(), k, seed)
 
     # -- I/O -----------------------------------------------------------------------------------
     def save(self, path, **extra) -> Path:
@@ -395,3 +374,64 @@ def find_duplicate_rows(matrix: np.ndarray) -> tuple[int, int] | None:
             return i, j
         seen[key] = j
     return None
+
+
+# -- prompt-grouped splits: the one home of "keep a prompt's pairs together" -------------------------
+def group_split(groups, test_fraction: float = 0.2, seed: int = 0):
+    """A train/test split of the rows that keeps each group (prompt) on one side.
+
+    ``round(test_fraction · #groups)`` groups (at least 1, at most all but one), drawn by
+    ``default_rng(seed).permutation`` of the sorted unique groups, form the test side.
+
+    Returns
+    -------
+    train_index, test_index : int arrays
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    groups = np.asarray(groups)
+    unique = np.unique(groups)
+    if unique.size < 2:
+        raise DataError("need at least 2 prompts to split by prompt")
+    perm = np.random.default_rng(seed).permutation(unique)
+    n_test = min(max(1, int(round(test_fraction * unique.size))), unique.size - 1)
+    test_mask = np.isin(groups, perm[:n_test])
+    return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+
+
+def group_folds(groups, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k folds over the rows keeping each group (prompt) in one fold: ``[(train, test), ...]``.
+
+    The sorted unique groups are permuted by ``default_rng(seed)`` and cut into k near-equal chunks
+    (``np.array_split``); every row is tested exactly once.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise DataError(f"k must be an integer >= 2, got {k!r}")
+    groups = np.asarray(groups)
+    unique = np.unique(groups)
+    if unique.size < k:
+        raise DataError(f"k={k} folds need at least {k} prompts, have {unique.size}")
+    perm = np.random.default_rng(seed).permutation(unique)
+    fold_of_group = {g: f for f, chunk in enumerate(np.array_split(perm, k)) for g in chunk.tolist()}
+    fold = np.fromiter((fold_of_group[g] for g in groups.tolist()), dtype=np.int64, count=groups.size)
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
+
+
+class PromptFolds:
+    """A scikit-learn cross-validation splitter over :func:`group_folds`: ``cv=PromptFolds(k, seed)``
+    with ``groups=prompt_ids`` keeps each prompt's pairs in one fold (each pair its own group when
+    ``groups`` is None), the same folds the FA loop mines failures on."""
+
+    def __init__(self, n_splits: int = 5, seed: int = 0):
+        self.n_splits = n_splits
+        self.seed = seed
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def split(self, X, y=None, groups=None):
+        n = len(X)
+        yield from group_folds(np.arange(n) if groups is None else groups, self.n_splits, self.seed)
+
+    def __repr__(self) -> str:
+        return f"PromptFolds(n_splits={self.n_splits}, seed={self.seed})"

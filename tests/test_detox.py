@@ -10,8 +10,7 @@ from fairl_opt.detox.dataset import DetoxDataset, prompt_splits, sir_pick, synth
 from fairl_opt.detox.prompts import build_prompts, load_rtp_jsonl
 from fairl_opt.detox.toxicity import pair_kinds, reward_from_probability
 from fairl_opt.exceptions import DataError
-from fairl_opt.fa import Tightening, run_fa
-from fairl_opt.failures import FailureRule
+from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.programs import MarginProgram
 
 
@@ -286,14 +285,12 @@ def test_soft_margin_tightening_of_bound_pairs_leaves_theta_unchanged():
     theta2, _ = reference(margins)
     assert np.linalg.norm(theta2 - theta0) > 1e-3  # a pair on the margin does move θ
     # and the FA loop (its failures are the misranked / lowest-margin pairs, all at the bound here)
-    result = run_fa(prog, "auto", rule=FailureRule(None, 0.1, 0, 0), tightening=Tightening(0.5, 2.0, 1.0, 0.99),
-                    max_rounds=3)
+    result = run_fa(prog, "auto", FASettings(oof_folds=0, margin_step=0.5, upweight=2.0, sharpen=1.0, backoff=0.99, max_rounds=3))
     tightened = result.tightened
     assert tightened.size > 0 and set(tightened.tolist()) <= set(bound.tolist())
     assert np.allclose(result.theta, theta0, atol=1e-5)
     assert all("θ unchanged" in h.note and "T10" in h.note for h in result.history[1:])
-    moved = run_fa(prog, "auto", rule=FailureRule(None, 0.1, 0, 0),
-                   tightening=Tightening(0.5, 2.0, 1.0, 0.99, slack_upweight=2.0), max_rounds=3)
+    moved = run_fa(prog, "auto", FASettings(oof_folds=0, margin_step=0.5, upweight=2.0, sharpen=1.0, backoff=0.99, slack_upweight=2.0, max_rounds=3))
     assert not np.allclose(moved.theta, theta0, atol=1e-3)
     assert not any("θ unchanged" in h.note for h in moved.history[1:])
 

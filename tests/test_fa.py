@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from fairl_opt.exceptions import DataError
-from fairl_opt.fa import Tightening, run_fa
-from fairl_opt.failures import FailureRule, detect_failures, fold_indices, normalised_margins
+from fairl_opt.fa import FASettings, run_fa
+from fairl_opt.failures import detect_failures, normalised_margins
+from fairl_opt.pairs import group_folds
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import CvxpyBackend, NewtonMaxEnt, solve
 from tests.test_solvers import logreg_reference, random_delta, svc_reference
@@ -36,18 +37,20 @@ def test_normalised_margins_scale_free():
 
 def test_quantile_rule_resolves_to_threshold():
     margins = np.linspace(-1, 1, 21)
-    rule = FailureRule(near_tie_quantile=0.5)
+    rule = FASettings(near_tie_quantile=0.5)
     positive = margins[margins > 0]
     assert rule.resolve_threshold(margins) == pytest.approx(np.quantile(positive, 0.5))
-    with pytest.raises(DataError, match="not both"):
-        FailureRule(near_tie_threshold=0.1, near_tie_quantile=0.1)
+    with pytest.raises(DataError, match="near_tie_quantile"):
+        FASettings(near_tie_quantile=1.0)
+    # an absolute threshold, when given, is the rule (the quantile is not used)
+    assert FASettings(near_tie_threshold=0.25).resolve_threshold(margins) == 0.25
     with pytest.raises(DataError, match="oof_folds"):
-        FailureRule(oof_folds=1)
+        FASettings(oof_folds=1)
 
 
 def test_folds_keep_groups_together():
     groups = np.repeat(np.arange(10), 3)
-    folds = fold_indices(30, 5, groups, seed=1)
+    folds = group_folds(groups, 5, seed=1)
     tested = np.concatenate([test for _, test in folds])
     assert sorted(tested.tolist()) == list(range(30))
     for train, test in folds:
@@ -57,8 +60,7 @@ def test_folds_keep_groups_together():
 @pytest.mark.parametrize("seed", range(3))
 def test_hard_margin_rounds_have_witnesses_and_growing_objective(seed):
     delta = separable(seed)
-    result = run_fa(MarginProgram(delta), "cvxpy", rule=FailureRule(near_tie_quantile=0.2, oof_folds=4),
-                    max_rounds=4)
+    result = run_fa(MarginProgram(delta), "cvxpy", FASettings(near_tie_quantile=0.2, oof_folds=4, max_rounds=4))
     history = result.history
     assert len(history) >= 2
     for previous, current in zip(history, history[1:]):
@@ -84,8 +86,7 @@ def test_hard_margin_rounds_have_witnesses_and_growing_objective(seed):
 def test_each_pair_tightened_once_and_margins_recorded():
     delta = random_delta(1, shift=0.8)
     step = 0.7
-    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=FailureRule(near_tie_quantile=0.2),
-                    tightening=Tightening(margin_step=step), max_rounds=6)
+    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", FASettings(near_tie_quantile=0.2, oof_folds=0, margin_step=step, max_rounds=6))
     changed = [j for h in result.history[1:] for j in h.changed]
     assert len(changed) == len(set(changed))
     assert sorted(changed) == result.tightened.tolist()
@@ -97,8 +98,7 @@ def test_each_pair_tightened_once_and_margins_recorded():
 @pytest.mark.parametrize("seed", range(3))
 def test_soft_margin_fa_final_matches_weighted_libsvm(seed):
     delta = random_delta(seed, shift=0.8)
-    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=FailureRule(near_tie_quantile=0.1, oof_folds=3),
-                    max_rounds=3)
+    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", FASettings(oof_folds=3, max_rounds=3))
     assert result.tightened.size > 0
     reference = svc_reference(delta, 1.0, result.required_margins)
     assert np.allclose(result.theta, reference, atol=1e-4)
@@ -108,8 +108,7 @@ def test_soft_margin_fa_final_matches_weighted_libsvm(seed):
 def test_maxent_fa_newton_matches_cvxpy_and_sklearn_every_round(seed):
     delta = random_delta(seed, shift=0.5)
     program = MaxEntProgram(delta, reg=0.3)
-    options = dict(rule=FailureRule(near_tie_quantile=0.1, oof_folds=3), max_rounds=3,
-                   tightening=Tightening(upweight=3.0, sharpen=0.5))
+    options = dict(settings=FASettings(oof_folds=3, max_rounds=3, upweight=3.0, sharpen=0.5))
     fast = run_fa(program, NewtonMaxEnt(), **options)
     reference = run_fa(program, CvxpyBackend(), **options)
     assert [h.changed for h in fast.history] == [h.changed for h in reference.history]
@@ -124,7 +123,7 @@ def test_maxent_fa_newton_matches_cvxpy_and_sklearn_every_round(seed):
 
 def test_uniform_failure_set_is_refused():
     delta = separable(2)
-    result = run_fa(MarginProgram(delta), "cvxpy", rule=FailureRule(near_tie_threshold=1e9), max_rounds=3)
+    result = run_fa(MarginProgram(delta), "cvxpy", FASettings(near_tie_threshold=1e9, oof_folds=0, max_rounds=3))
     assert "rescales" in result.stop_reason
     assert result.tightened.size == 0
     assert np.allclose(result.theta, result.base_solution.theta)
@@ -135,8 +134,7 @@ def test_infeasible_tightening_backs_off_to_lp_optimum():
     # tightened first; −θ₁ ≥ −3 + 5 contradicts θ₁ ≥ 1. The largest admissible step is 2.
     delta = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.3, 1.0]])
     program = MarginProgram(delta, np.array([1.0, -3.0, 1.0, 1.0]))
-    result = run_fa(program, "cvxpy", rule=FailureRule(near_tie_threshold=0.0),
-                    tightening=Tightening(margin_step=5.0, backoff=0.99), max_rounds=1)
+    result = run_fa(program, "cvxpy", FASettings(near_tie_threshold=0.0, oof_folds=0, margin_step=5.0, backoff=0.99, max_rounds=1))
     first = result.history[1]
     assert first.changed == [1]
     assert first.step == pytest.approx(0.99 * 2.0, rel=1e-6)
@@ -148,21 +146,19 @@ def test_infeasible_tightening_backs_off_to_lp_optimum():
 
 def test_curriculum_tightens_clear_errors_first():
     delta = random_delta(4, shift=0.6)
-    rule = FailureRule(near_tie_quantile=0.3)
-    curriculum = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=rule, max_rounds=1, curriculum=True)
+    curriculum = run_fa(MarginProgram(delta, C=1.0), "cvxpy", FASettings(near_tie_quantile=0.3, oof_folds=0, max_rounds=1, curriculum=True))
     base = curriculum.base_solution.theta
     misclassified = set(np.flatnonzero(delta @ base <= 0).tolist())
     assert misclassified, "test needs a non-separable problem"
     assert set(curriculum.history[1].changed) == misclassified
-    everything = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=rule, max_rounds=1, curriculum=False)
+    everything = run_fa(MarginProgram(delta, C=1.0), "cvxpy", FASettings(near_tie_quantile=0.3, oof_folds=0, max_rounds=1, curriculum=False))
     assert set(everything.history[1].changed) > misclassified
 
 
 def test_dual_path_equals_single_program():
     """θ_b + θ_c from the correction equals argmin ½‖θ − θ_b‖² s.t. Δ_S θ ≥ m_S (one QP, cvxpy here)."""
     delta = separable(5)
-    result = run_fa(MarginProgram(delta), "cvxpy", rule=FailureRule(near_tie_quantile=0.2), max_rounds=2,
-                    dual_path=True)
+    result = run_fa(MarginProgram(delta), "cvxpy", FASettings(near_tie_quantile=0.2, oof_folds=0, max_rounds=2, dual_path=True))
     S = result.tightened
     assert S.size > 0
     theta_b = result.base_solution.theta
@@ -175,8 +171,7 @@ def test_dual_path_equals_single_program():
 
 def test_dual_path_maxent_correction_uses_offsets():
     delta = random_delta(6, shift=0.5)
-    result = run_fa(MaxEntProgram(delta, reg=0.5), "newton", rule=FailureRule(near_tie_quantile=0.2),
-                    max_rounds=2, dual_path=True, correction_penalty=2.0)
+    result = run_fa(MaxEntProgram(delta, reg=0.5), "newton", FASettings(near_tie_quantile=0.2, oof_folds=0, max_rounds=2, dual_path=True, correction_penalty=2.0))
     S = result.tightened
     theta_b = result.base_solution.theta
     correction = result.theta - theta_b
@@ -187,8 +182,7 @@ def test_dual_path_maxent_correction_uses_offsets():
 
 def test_loop_terminates_within_n_rounds():
     delta = random_delta(8, n=12, d=3, shift=0.5)
-    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", rule=FailureRule(near_tie_quantile=0.5),
-                    max_rounds=100)
+    result = run_fa(MarginProgram(delta, C=1.0), "cvxpy", FASettings(near_tie_quantile=0.5, oof_folds=0, max_rounds=100))
     assert len(result.history) - 1 <= 12
     assert result.stop_reason != "round limit (100)"
 
@@ -196,8 +190,37 @@ def test_loop_terminates_within_n_rounds():
 def test_bad_options():
     program = MarginProgram(np.eye(3))
     with pytest.raises(DataError, match="max_rounds"):
-        run_fa(program, max_rounds=-1)
+        run_fa(program, "auto", FASettings(oof_folds=0, max_rounds=-1))
     with pytest.raises(DataError, match="margin_step"):
-        Tightening(margin_step=0.0)
+        FASettings(margin_step=0.0)
     with pytest.raises(DataError, match="sharpen"):
-        Tightening(sharpen=1.5)
+        FASettings(sharpen=1.5)
+
+
+@pytest.mark.parametrize("program_kind", ["hard", "soft-priced", "maxent"])
+def test_every_round_records_the_program_it_solved(program_kind):
+    """FAResult is the only record of the rounds: re-solving ``result.program(k)`` from scratch
+    gives round k's objective, and the recorded requirements only move on the pairs changed."""
+    delta = random_delta(11, n=80, d=5, shift=0.6)
+    if program_kind == "maxent":
+        program, settings = MaxEntProgram(delta, reg=0.5), FASettings(oof_folds=0, max_rounds=3, sharpen=0.5)
+    elif program_kind == "hard":
+        delta = random_delta(11, n=30, d=8, shift=2.0)  # separable: the hard margin is feasible
+        program, settings = MarginProgram(delta), FASettings(oof_folds=0, max_rounds=3, near_tie_quantile=0.3)
+    else:
+        program, settings = MarginProgram(delta, C=1.0), FASettings(oof_folds=0, max_rounds=3, slack_upweight=2.0)
+    result = run_fa(program, "cvxpy", settings)
+    assert result.settings is settings and len(result.history) >= 2
+    for k, record in enumerate(result.history):
+        again = CvxpyBackend().solve(result.program(k))
+        assert again.objective == pytest.approx(record.objective, rel=1e-6)
+    for before, after in zip(result.history, result.history[1:]):
+        old = before.margins if before.margins is not None else before.weights
+        new = after.margins if after.margins is not None else after.weights
+        moved = np.flatnonzero(old != new)
+        assert set(moved.tolist()) <= set(after.changed)
+    if program_kind == "maxent":
+        with pytest.raises(DataError, match="MaxEnt"):
+            result.round_margins()
+    else:
+        assert np.array_equal(result.round_margins()[-1], result.required_margins)

@@ -10,8 +10,7 @@ import pytest
 
 from fairl_opt.estimators import FailureAwareReward, MaxMarginReward, make_estimator
 from fairl_opt.exceptions import DataError
-from fairl_opt.fa import Tightening, run_fa
-from fairl_opt.failures import FailureRule
+from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.pairs import PreferencePairs
 from fairl_opt.programs import MarginProgram
 from fairl_opt.solvers import CvxpyBackend, HighsLP, WorkingSetQP, solve
@@ -243,7 +242,6 @@ def test_warm_resolve_after_a_price_edit(norm, backend):
 
 # -- the FA loop -------------------------------------------------------------------------------
 
-RULE = FailureRule(None, 0.1, 0, 0)
 
 
 def test_fa_slack_upweight_moves_theta_and_solves_the_final_program():
@@ -251,14 +249,14 @@ def test_fa_slack_upweight_moves_theta_and_solves_the_final_program():
     program = MarginProgram(delta, 1.0, "l2", 1.0)
     standard = solve(program, "working-set")
 
-    plain = run_fa(program, "auto", rule=RULE, tightening=Tightening(slack_upweight=1.0))
+    plain = run_fa(program, "auto", FASettings(oof_folds=0, slack_upweight=1.0))
     # T10: every failure violates its margin (α_i = C), so margin tightening alone is a no-op
     assert plain.tightened.size > 0
     assert np.allclose(plain.theta, standard.theta, atol=1e-6)
     assert np.array_equal(plain.prices, np.ones(60))
     assert all("slack price" not in h.note for h in plain.history)
 
-    priced = run_fa(program, "auto", rule=RULE, tightening=Tightening(slack_upweight=2.0))
+    priced = run_fa(program, "auto", FASettings(oof_folds=0, slack_upweight=2.0))
     assert priced.tightened.size > 0
     assert np.linalg.norm(priced.theta - standard.theta) > 1e-2
     expected = np.ones(60)
@@ -273,21 +271,19 @@ def test_fa_slack_upweight_moves_theta_and_solves_the_final_program():
     assert np.allclose(priced.theta, theta_ref, atol=1e-6)
     assert priced.solution.objective == pytest.approx(value, rel=1e-7)
 
-    # the default Tightening is the old behaviour, to the last bit
-    default = run_fa(program, "auto", rule=RULE)
+    # the default FASettings is the old behaviour, to the last bit
+    default = run_fa(program, "auto", FASettings(oof_folds=0))
     assert np.array_equal(default.theta, plain.theta)
     assert np.array_equal(default.required_margins, plain.required_margins)
 
 
 def test_fa_slack_upweight_with_the_cvxpy_and_lp_backends():
     delta, _ = data(0, n=60, d=5, shift=0.3)
-    l2 = run_fa(MarginProgram(delta, 1.0, "l2", 1.0), CvxpyBackend(), rule=RULE,
-                tightening=Tightening(slack_upweight=2.0))
+    l2 = run_fa(MarginProgram(delta, 1.0, "l2", 1.0), CvxpyBackend(), FASettings(oof_folds=0, slack_upweight=2.0))
     theta_ref, _ = reference(delta, l2.required_margins, "l2", l2.prices)
     assert np.allclose(l2.theta, theta_ref, atol=1e-6)
     for norm in ("l1", "linf"):
-        result = run_fa(MarginProgram(delta, 1.0, norm, 1.0), HighsLP(), rule=RULE,
-                        tightening=Tightening(slack_upweight=2.0))
+        result = run_fa(MarginProgram(delta, 1.0, norm, 1.0), HighsLP(), FASettings(oof_folds=0, slack_upweight=2.0))
         assert result.tightened.size > 0 and np.array_equal(np.unique(result.prices), [1.0, 2.0])
         _, value = reference(delta, result.required_margins, norm, result.prices)
         assert result.solution.certificate.optimal
@@ -297,8 +293,8 @@ def test_fa_slack_upweight_with_the_cvxpy_and_lp_backends():
 def test_fa_slack_upweight_scales_per_pair_prices_and_out_of_fold_fits():
     delta, rng = data(1, n=60, d=5, shift=0.3)
     C = rng.uniform(0.5, 2.0, 60)
-    rule = FailureRule(None, 0.1, 3, 0)  # out-of-fold fits see the edited prices too
-    result = run_fa(MarginProgram(delta, 1.0, "l2", C), "auto", rule=rule, tightening=Tightening(slack_upweight=3.0))
+    # out-of-fold fits see the edited prices too
+    result = run_fa(MarginProgram(delta, 1.0, "l2", C), "auto", FASettings(oof_folds=3, slack_upweight=3.0))
     factors = np.ones(60)
     factors[result.tightened] = 3.0
     assert result.tightened.size > 0
@@ -310,8 +306,7 @@ def test_fa_slack_upweight_scales_per_pair_prices_and_out_of_fold_fits():
 def test_fa_dual_path_correction_carries_the_price_factors():
     delta, _ = data(0, n=60, d=5, shift=0.3)
     program = MarginProgram(delta, 1.0, "l2", 1.0)
-    result = run_fa(program, "auto", rule=RULE, tightening=Tightening(slack_upweight=2.0), dual_path=True,
-                    correction_penalty=0.5)
+    result = run_fa(program, "auto", FASettings(oof_folds=0, slack_upweight=2.0, dual_path=True, correction_penalty=0.5))
     correction = result.solution.program
     rows = result.tightened
     assert correction.n_pairs == rows.size
@@ -321,7 +316,7 @@ def test_fa_dual_path_correction_carries_the_price_factors():
     theta_ref, _ = reference(delta[rows], result.required_margins[rows] - delta[rows] @ base, "l2", correction.C)
     assert np.allclose(result.theta - base, theta_ref, atol=1e-6)
     # without slack_upweight the correction keeps the scalar penalty
-    plain = run_fa(program, "auto", rule=RULE, dual_path=True, correction_penalty=0.5)
+    plain = run_fa(program, "auto", FASettings(oof_folds=0, dual_path=True, correction_penalty=0.5))
     assert plain.solution.program.C == 0.5
 
 
@@ -331,8 +326,8 @@ def test_hard_margin_ignores_slack_upweight():
     delta = rng.normal(size=(40, 4))
     delta *= np.where(delta @ w >= 0, 1.0, -1.0)[:, None]  # separable
     program = MarginProgram(delta, 1.0, "l2", None)
-    one = run_fa(program, "auto", rule=RULE)
-    two = run_fa(program, "auto", rule=RULE, tightening=Tightening(slack_upweight=2.0))
+    one = run_fa(program, "auto", FASettings(oof_folds=0))
+    two = run_fa(program, "auto", FASettings(oof_folds=0, slack_upweight=2.0))
     assert one.prices is None and two.prices is None
     assert np.array_equal(one.theta, two.theta)
     assert np.array_equal(one.required_margins, two.required_margins)
@@ -341,7 +336,7 @@ def test_hard_margin_ignores_slack_upweight():
 @pytest.mark.parametrize("bad", [0.5, 0.0, -2.0, np.nan, np.inf])
 def test_tightening_rejects_bad_slack_upweight(bad):
     with pytest.raises(DataError, match="slack_upweight"):
-        Tightening(slack_upweight=bad)
+        FASettings(slack_upweight=bad)
 
 
 def test_estimator_passes_slack_upweight():

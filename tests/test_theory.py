@@ -25,8 +25,8 @@ from scipy.special import expit
 
 from fairl_opt import certify as C
 from fairl_opt.exceptions import InfeasibleError, SolverError
-from fairl_opt.fa import Tightening, run_fa
-from fairl_opt.failures import FailureRule, normalised_margins
+from fairl_opt.fa import FASettings, run_fa
+from fairl_opt.failures import normalised_margins
 from fairl_opt.metrics import canonicalise_rewards, epic_distance, starc_distance
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import CvxpyBackend, WorkingSetQP, certify, find_conflict, max_admissible_tightening, solve
@@ -150,7 +150,7 @@ def test_t1_fa_loop_only_raises_margins(case, method, oof, quantile):
     program = MarginProgram(case.delta, 1.0, method, None if hard else 1.0)
     assume(oof == 0 or case.n >= oof)
     try:
-        result = run_fa(program, "auto", rule=FailureRule(near_tie_quantile=quantile, oof_folds=oof), max_rounds=4)
+        result = run_fa(program, "auto", FASettings(near_tie_quantile=quantile, oof_folds=oof, max_rounds=4))
     except SolverError:
         assume(False)  # the backend declined to certify (badly scaled data): nothing to check
     assert result.required_margins is not None
@@ -399,8 +399,7 @@ def test_t3_fa_backoff_uses_the_lp_optimum():
     margins = np.array([1.0, -3.0, 1.0, 1.0])
     t_star, y = C.admissible_tightening(delta, margins, [1])
     assert t_star == pytest.approx(2.0) and max_admissible_tightening(delta, margins, [1]) == pytest.approx(2.0)
-    result = run_fa(MarginProgram(delta, margins), "auto", rule=FailureRule(near_tie_threshold=0.0),
-                    tightening=Tightening(margin_step=5.0, backoff=0.99), max_rounds=1)
+    result = run_fa(MarginProgram(delta, margins), "auto", FASettings(near_tie_threshold=0.0, oof_folds=0, margin_step=5.0, backoff=0.99, max_rounds=1))
     assert result.history[1].changed == [1] and result.history[1].step == pytest.approx(0.99 * t_star)
     beyond = margins + 5.0 * np.eye(4)[1]
     assert C.exact_farkas_radius(delta, beyond, y) == np.inf  # y = (1, 1, 0, 0): Δᵀy = 0 exactly
@@ -465,7 +464,7 @@ def test_t4_uniform_tightening_rescales(case, c, norm):
 
 def test_t4_fa_refuses_to_tighten_every_pair():
     delta = np.array([[1.0, 0.0], [0.0, 1.0]])
-    result = run_fa(MarginProgram(delta), "auto", rule=FailureRule(near_tie_threshold=10.0), max_rounds=3)
+    result = run_fa(MarginProgram(delta), "auto", FASettings(near_tie_threshold=10.0, oof_folds=0, max_rounds=3))
     assert result.tightened.size == 0 and "rescales" in result.stop_reason
 
 
@@ -491,8 +490,7 @@ def test_t4_counterexamples():
 def test_t5_nested_rounds_monotone(case, quantile, oof, seed):
     assume(oof == 0 or case.n >= 2)
     result = _or_reject(run_fa, MarginProgram(case.delta), "auto",
-                        rule=FailureRule(near_tie_quantile=quantile, oof_folds=oof), max_rounds=3,
-                        tightening=Tightening(margin_step=0.5))
+                        FASettings(near_tie_quantile=quantile, oof_folds=oof, max_rounds=3, margin_step=0.5))
     rounds = C.fa_round_margins(result, np.ones(case.n))
     R = 2.0 * _or_reject(C.smallest_norm, case.delta, rounds[-1])[0]
     rng = np.random.default_rng(seed)
@@ -527,7 +525,7 @@ def test_t5_geometry_nested_volume_steps():
     rng = np.random.default_rng(0)
     delta = rng.normal(size=(12, 3))
     delta *= np.sign(delta @ np.array([1.0, 0.2, 0.1]))[:, None]
-    result = run_fa(MarginProgram(delta), "auto", rule=FailureRule(near_tie_quantile=0.3), max_rounds=3)
+    result = run_fa(MarginProgram(delta), "auto", FASettings(near_tie_quantile=0.3, oof_folds=0, max_rounds=3))
     rounds = C.fa_round_margins(result, np.ones(12))
     assert len(rounds) >= 2
     R = 2.0 * C.smallest_norm(delta, rounds[-1])[0]
@@ -609,8 +607,7 @@ def test_t6_fa_maxent_rounds_raise_hessian(case, upweight):
     """Through the FA loop: every round's Hessian at a fixed θ dominates the standard one."""
     program = MaxEntProgram(case.delta, 1.0)
     try:
-        result = run_fa(program, "auto", rule=FailureRule(near_tie_quantile=0.3),
-                        tightening=Tightening(upweight=upweight), max_rounds=3)
+        result = run_fa(program, "auto", FASettings(near_tie_quantile=0.3, oof_folds=0, upweight=upweight, max_rounds=3))
     except SolverError:
         assume(False)  # the backend declined to certify: nothing to check
     theta = result.base_solution.theta
@@ -657,8 +654,7 @@ def test_t7_fa_loop_terminates_each_pair_once(case, kind, quantile, oof, curricu
         program = MarginProgram(case.delta, 1.0, "l2" if kind == "mm-qp" else "l1", None if case.separable else 1.0)
     assume(oof == 0 or case.n >= oof)
     try:
-        result = run_fa(program, "auto", rule=FailureRule(near_tie_quantile=quantile, oof_folds=oof),
-                        max_rounds=10 * case.n + 5, curriculum=curriculum)
+        result = run_fa(program, "auto", FASettings(near_tie_quantile=quantile, oof_folds=oof, max_rounds=10 * case.n + 5, curriculum=curriculum))
     except SolverError:
         assume(False)
     rounds = len(result.history) - 1
@@ -719,7 +715,7 @@ def test_t7_counterexample_repeated_tightening_need_not_stop():
     the same pairs never runs out: the rounds are bounded only by max_rounds."""
     delta = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     margins = np.ones(3)
-    rule = FailureRule(near_tie_quantile=0.5)
+    rule = FASettings(near_tie_quantile=0.5)
     for _ in range(20):
         theta = solve(MarginProgram(delta, margins)).theta
         nm = normalised_margins(delta, theta)
@@ -738,7 +734,7 @@ def test_t8_dual_path_is_projection(case, soft, quantile):
     """θ_b + θ_c = argmin ½‖θ − θ_b‖² (+ C Σ_S hinge) s.t. Δ_Sθ ≥ m_S: checked by its own KKT conditions."""
     program = MarginProgram(case.delta, 1.0, "l2", 1.0 if soft else None)
     try:
-        result = run_fa(program, "auto", rule=FailureRule(near_tie_quantile=quantile), max_rounds=3, dual_path=True)
+        result = run_fa(program, "auto", FASettings(near_tie_quantile=quantile, oof_folds=0, max_rounds=3, dual_path=True))
     except (SolverError, InfeasibleError):
         assume(False)
     S = result.tightened
@@ -789,8 +785,7 @@ def test_t8_dual_path_is_projection(case, soft, quantile):
 def test_t8_dual_path_maxent_is_one_program(case, reg_c):
     program = MaxEntProgram(case.delta, 1.0)
     try:
-        result = run_fa(program, "auto", rule=FailureRule(near_tie_quantile=0.3), max_rounds=2, dual_path=True,
-                        correction_penalty=reg_c)
+        result = run_fa(program, "auto", FASettings(near_tie_quantile=0.3, oof_folds=0, max_rounds=2, dual_path=True, correction_penalty=reg_c))
     except SolverError:
         assume(False)
     S = result.tightened

@@ -6,8 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fairl_opt.exceptions import InfeasibleError
-from fairl_opt.fa import run_fa
-from fairl_opt.failures import FailureRule
+from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.programs import MarginProgram
 from fairl_opt.solvers import CvxpyBackend, WorkingSetQP, get_backend
 from fairl_opt.solvers.box_qp import solve_box_qp
@@ -119,7 +118,7 @@ def test_infeasible_hard_margin_is_named():
 
 def test_fa_rounds_match_reference_backend():
     delta = random_delta(8, n=150, d=6, shift=0.8)
-    options = dict(rule=FailureRule(near_tie_quantile=0.1, oof_folds=3), max_rounds=3)
+    options = dict(settings=FASettings(oof_folds=3, max_rounds=3))
     fast = run_fa(MarginProgram(delta, C=1.0), WorkingSetQP(fallback=False), **options)
     reference = run_fa(MarginProgram(delta, C=1.0), CvxpyBackend(), **options)
     assert [h.changed for h in fast.history] == [h.changed for h in reference.history]

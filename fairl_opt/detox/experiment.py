@@ -193,9 +193,7 @@ class Split:
 
 def _geometry(split: Split, seed: int, C: float) -> dict:
     """Ambiguity of standard vs FA max-margin in the top-q PCA space (see the module docstring)."""
-    from fairl_opt.fa import run_fa
-    from fairl_opt.failures import FailureRule
-    from fairl_opt.fa import Tightening
+    from fairl_opt.fa import FASettings, run_fa
     from fairl_opt.geometry import geometry_summary
     from fairl_opt.pairs import PreferencePairs
     from fairl_opt.programs import MarginProgram
@@ -209,9 +207,7 @@ def _geometry(split: Split, seed: int, C: float) -> dict:
     if keep.size < 2 * GEOMETRY_DIM:
         raise DataError(f"geometry: only {keep.size} training pairs are ranked correctly in {GEOMETRY_DIM}-d")
     program = MarginProgram(delta[keep], 1.0, "l2", None)
-    rule = FailureRule(None, FA_OPTIONS["near_tie_quantile"], 0, seed)
-    result = run_fa(program, "auto", rule=rule, tightening=Tightening(FA_OPTIONS["margin_step"], 2.0, 1.0, 0.99),
-                    max_rounds=FA_OPTIONS["max_rounds"])
+    result = run_fa(program, "auto", FASettings(near_tie_quantile=FA_OPTIONS["near_tie_quantile"], oof_folds=0, seed=seed, margin_step=FA_OPTIONS["margin_step"], upweight=2.0, sharpen=1.0, backoff=0.99, max_rounds=FA_OPTIONS["max_rounds"]))
     x_te, _, _, _ = split.completions(split.test_prompts)
     summary = geometry_summary(program, result, x_te[:200] @ basis, samples=1000, seed=seed)
     vr = summary["volume_ratio"]

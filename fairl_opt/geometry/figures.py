@@ -37,8 +37,7 @@ def planted_fa_run(dim: int, seed: int = 0, n_pairs: int = 10):
     hard margin is feasible and the near-tie rule (30 % quantile) finds failures to tighten.
     Returns (program, FAResult).
     """
-    from fairl_opt.fa import run_fa
-    from fairl_opt.failures import FailureRule
+    from fairl_opt.fa import FASettings, run_fa
     from fairl_opt.programs import MarginProgram
 
     rng = np.random.default_rng(seed)
@@ -51,7 +50,7 @@ def planted_fa_run(dim: int, seed: int = 0, n_pairs: int = 10):
         if u @ planted > np.cos(1.2):
             rows.append(u * rng.uniform(0.6, 2.0))
     program = MarginProgram(np.array(rows))
-    result = run_fa(program, "cvxpy", rule=FailureRule(near_tie_quantile=0.3), max_rounds=3)
+    result = run_fa(program, "cvxpy", FASettings(near_tie_quantile=0.3, oof_folds=0, max_rounds=3))
     return program, result
 
 

@@ -112,7 +112,7 @@ class MarginProgram(_Rows):
     C : float, (n,) array or None
         Slack penalty (price of a unit of slack): one value for every pair, or one positive
         finite price C_i per pair (the objective is then ``Σ C_i ξ_i``; the FA loop raises the
-        prices of failures, see :class:`fairl_opt.fa.Tightening`). An array is copied. None gives
+        prices of failures, see :class:`fairl_opt.fa.FASettings`). An array is copied. None gives
         the hard-margin program.
 
     Examples
