@@ -88,3 +88,62 @@ def refuse_inapplicable(args, applies: dict, choice: str, choice_flag: str = "--
         if given(args, dest) and choice not in choices:
             flag = "--" + dest.replace("_", "-")
             raise DataError(f"{flag} applies to {'/'.join(choices)} only, not {choice_flag} {choice}")
+
+
+def _number(kind):
+    """argparse type for a settings field annotated ``int``/``float`` (optionally ``| None``)."""
+    if kind == "int":
+        return nonnegative_int
+
+    def real(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        return value
+
+    return real
+
+
+def add_settings_arguments(parser, cls, names=None, applies_text=None) -> None:
+    """One ``--option`` per field of the settings dataclass ``cls`` (all fields, or ``names``).
+
+    Each field's metadata gives its help; the flag is the field name with dashes; numbers are checked
+    at parse time, a ``bool`` field defaulting to False is a flag and one defaulting to True gets a
+    ``--no-…`` form. Defaults are ``None`` in argparse (so :func:`given` can tell "passed" from
+    "default") and the help shows the field's real default. ``applies_text(field)`` may add a note
+    such as ``fa-mm-*`` to the help.
+    """
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        if names is not None and f.name not in names:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        note = applies_text(f) if applies_text else None
+        text = f.metadata.get("help", f.name)
+        where = f"{note}; " if note else ""
+        kind = str(f.type)
+        if "bool" in kind:
+            if f.default:
+                parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                    help=f"{text} ({where}default: on)")
+            else:
+                parser.add_argument(flag, dest=f.name, action="store_true", help=f"{text} ({where.rstrip('; ')})"
+                                    if note else text)
+            continue
+        parser.add_argument(flag, dest=f.name, type=_number("int" if kind.startswith("int") else "float"),
+                            default=None, help=f"{text} ({where}default: "
+                                                     f"{'unset' if f.default is None else f.default})")
+
+
+def settings_from_args(cls, args, names=None):
+    """``cls(**options)`` from the options of :func:`add_settings_arguments` that were passed (the rest
+    keep the dataclass defaults); invalid values raise the settings' own DataError."""
+    import dataclasses
+
+    passed = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if (names is None or f.name in names) and given(args, f.name)}
+    return cls(**passed)
