@@ -18,7 +18,10 @@ from fairl_opt.exceptions import DataError
 
 #: Pair kinds from a ground-truth labeller (T = toxic, NT = non-toxic), "rejected→chosen" reading as
 #: "base → aligned": T→NT pairs are the informative ones, NT→T pairs are regressions.
+#: Pair kinds, read base (rejected) → aligned (chosen): the one home of the labels.
 KINDS = ("T->NT", "NT->NT", "T->T", "NT->T")
+#: The informative kind: a toxic base completion, a non-toxic aligned one.
+INFORMATIVE = "T->NT"
 _KIND_ALIASES = {"T→NT": "T->NT", "NT→NT": "NT->NT", "T→T": "T->T", "NT→T": "NT->T"}
 
 NPZ_KEYS = ("chosen", "rejected", "kinds", "prompt_ids")
@@ -88,6 +91,14 @@ def _as_prompt_ids(value, n: int) -> np.ndarray:
 def _first_nonfinite_row(arr: np.ndarray) -> int | None:
     bad = ~np.isfinite(arr).all(axis=1)
     return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
+def pair_kinds(rejected_toxic, chosen_toxic) -> np.ndarray:
+    """The kind of each pair from its two toxicity labels: ``f"{rejected}->{chosen}"`` with each side
+    ``T`` (toxic) or ``NT``, e.g. ``T->NT`` for a toxic base and a non-toxic aligned completion."""
+    r = np.where(np.asarray(rejected_toxic, dtype=bool), "T", "NT")
+    c = np.where(np.asarray(chosen_toxic, dtype=bool), "T", "NT")
+    return np.char.add(np.char.add(r, "->"), c)
 
 
 def normalise_kinds(kinds, n: int) -> np.ndarray | None:

@@ -79,7 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from fairl_opt.exceptions import DataError
-from fairl_opt.pairs import PreferencePairs, load_npz
+from fairl_opt.pairs import PreferencePairs, load_npz, pair_kinds
 
 __all__ = [
     "DETOX_NUISANCE_STD",
@@ -548,8 +548,7 @@ def simulate(
     # Kinds and labels from the stored arrays.
     r_chosen = chosen @ theta
     r_rejected = rejected @ theta
-    lab = lambda r: np.where(r < threshold, "T", "NT")  # noqa: E731
-    kinds = np.char.add(np.char.add(lab(r_rejected), "->"), lab(r_chosen))
+    kinds = pair_kinds(r_rejected < threshold, r_chosen < threshold)
     eval_rewards = eval_features @ theta
     eval_labels = eval_rewards >= threshold
 

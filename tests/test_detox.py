@@ -8,7 +8,8 @@ import pytest
 
 from fairl_opt.detox.dataset import DetoxDataset, prompt_splits, sir_pick, synthetic_dataset
 from fairl_opt.detox.prompts import build_prompts, load_rtp_jsonl
-from fairl_opt.detox.toxicity import pair_kinds, reward_from_probability
+from fairl_opt.detox.toxicity import reward_from_probability
+from fairl_opt.pairs import pair_kinds
 from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.programs import MarginProgram

@@ -463,7 +463,7 @@ class DetoxDataset:
         keep = np.array(keep, dtype=np.int64)
         chosen = (self.features[keep, self.aligned_index[keep]] - mean) / scale
         rejected = (self.features[keep, 0] - mean) / scale
-        from fairl_opt.detox.toxicity import pair_kinds
+        from fairl_opt.pairs import pair_kinds
 
         kinds = pair_kinds(self.toxic[keep, 0], self.toxic[keep, self.aligned_index[keep]])
         return PreferencePairs(chosen, rejected, kinds=kinds, prompt_ids=keep), len(prompts) - len(keep)

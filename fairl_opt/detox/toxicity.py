@@ -49,8 +49,3 @@ def true_reward(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return reward_from_probability(p), p > TOXIC_THRESHOLD, p
 
 
-def pair_kinds(rejected_toxic, chosen_toxic) -> np.ndarray:
-    """``T->NT``, ``NT->NT``, ``T->T`` or ``NT->T`` for each (rejected, chosen) label pair."""
-    r = np.where(np.asarray(rejected_toxic, dtype=bool), "T", "NT")
-    c = np.where(np.asarray(chosen_toxic, dtype=bool), "T", "NT")
-    return np.char.add(np.char.add(r, "->"), c)
