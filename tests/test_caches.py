@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
+import fairl_opt.jobs as jobs  # noqa: E402
 import fairl_opt.lm as lm  # noqa: E402
 from fairl_opt.exceptions import DataError  # noqa: E402
 from fairl_opt.lm import SamplingConfig  # noqa: E402
@@ -65,7 +66,7 @@ def _write_npy_raw(path, arr):
 
 def _resign(path, arr):
     """Replace chunk and record consistently (a lie that only the meaning checks can catch)."""
-    lm._save_npy(path, arr)
+    jobs.save_npy(path, arr)
 
 
 DAMAGES = {
@@ -79,10 +80,10 @@ DAMAGES = {
     "float64, re-signed": lambda p, a: _resign(p, a.astype(np.float64)),
     "truncated": lambda p, a: p.write_bytes(p.read_bytes()[:100]),
     "not an npy": lambda p, a: p.write_bytes(b"garbage"),
-    "record deleted": lambda p, a: lm._record_path(p).unlink(),
-    "record damaged": lambda p, a: lm._record_path(p).write_text('{"format": "fairl chunk v1", "file'),
-    "record of another chunk": lambda p, a: lm._record_path(p).write_text(
-        json.dumps({"format": lm.CHUNK_RECORD, "file": "emb-0000.npy", "sha256": "0" * 64})),
+    "record deleted": lambda p, a: jobs.record_path(p).unlink(),
+    "record damaged": lambda p, a: jobs.record_path(p).write_text('{"format": "fairl chunk v1", "file'),
+    "record of another chunk": lambda p, a: jobs.record_path(p).write_text(
+        json.dumps({"format": jobs.CHUNK_RECORD, "file": "emb-0000.npy", "sha256": "0" * 64})),
 }
 
 
@@ -170,7 +171,7 @@ def test_progress_rate_unit():
     import io
 
     out = io.StringIO()
-    bar = lm.Progress("x", 100, "texts", stream=out, resumed=60)
+    bar = jobs.Progress("x", 100, "texts", stream=out, resumed=60)
     bar.start -= 10.0  # 10 s elapsed
     bar.update(80, force=True)
     assert "80/100 texts (80.0%), 2.00 texts/s over 20 computed (60 cached), eta 0.2 min" in out.getvalue()
@@ -184,9 +185,9 @@ def test_chunk_files_and_records(llama_dir, fresh, tmp_path):
     files = sorted(cache.glob("emb-*.npy"))
     assert len(files) == 3 and not list(cache.glob("*.tmp*"))
     for f in files:
-        record = json.loads(lm._record_path(f).read_text())
+        record = json.loads(jobs.record_path(f).read_text())
         arr = np.load(f, allow_pickle=False)
-        assert record["format"] == lm.CHUNK_RECORD and record["file"] == f.name
+        assert record["format"] == jobs.CHUNK_RECORD and record["file"] == f.name
         assert record["shape"] == list(arr.shape) and record["dtype"] == "<f4"
         import hashlib
 
@@ -233,11 +234,11 @@ def _gen(llama_dir, cache):
 GEN_DAMAGES = {
     "not JSON": lambda p, rows: p.write_text('[["a", "b"], ["c"'),
     "one sample missing": lambda p, rows: p.write_text(json.dumps([rows[0], rows[1][:1]])),
-    "one sample missing, re-signed": lambda p, rows: lm._save_json(p, [rows[0], rows[1][:1]]),
-    "one prompt missing, re-signed": lambda p, rows: lm._save_json(p, rows[:1]),
-    "a number, re-signed": lambda p, rows: lm._save_json(p, [rows[0], [rows[1][0], 7]]),
+    "one sample missing, re-signed": lambda p, rows: jobs.save_json(p, [rows[0], rows[1][:1]]),
+    "one prompt missing, re-signed": lambda p, rows: jobs.save_json(p, rows[:1]),
+    "a number, re-signed": lambda p, rows: jobs.save_json(p, [rows[0], [rows[1][0], 7]]),
     "text changed": lambda p, rows: p.write_text(json.dumps([rows[0], [rows[1][0], rows[1][1] + "x"]])),
-    "record deleted": lambda p, rows: lm._record_path(p).unlink(),
+    "record deleted": lambda p, rows: jobs.record_path(p).unlink(),
     "not UTF-8": lambda p, rows: p.write_bytes(b'[["\xff"]]'),
 }
 
@@ -273,10 +274,10 @@ def test_generation_reasons(llama_dir, fresh_samples, tmp_path, capsys):
     cache = tmp_path / "gen"
     _gen(llama_dir, cache)
     victim = next(f for f in cache.glob("gen-*.json") if json.loads(f.read_text()) == fresh_samples[2:4])
-    lm._save_json(victim, [fresh_samples[2], fresh_samples[3][:1]])
+    jobs.save_json(victim, [fresh_samples[2], fresh_samples[3][:1]])
     capsys.readouterr()
     _gen(llama_dir, cache)
     assert "(prompt 1 has 1 entries, expected 2 sample strings)" in capsys.readouterr().err
-    lm._save_json(victim, fresh_samples[2:3])
+    jobs.save_json(victim, fresh_samples[2:3])
     _gen(llama_dir, cache)
     assert "(holds 1 prompts, expected 2 prompts)" in capsys.readouterr().err
