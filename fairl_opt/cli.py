@@ -33,20 +33,23 @@ import numpy as np
 from fairl_opt._args import (
     ArgumentParser,
     HelpFormatter,
+    add_settings_arguments,
     fill_defaults,
     given,
     nonnegative_int,
     positive_int,
     refuse_inapplicable,
+    settings_from_args,
 )
 from fairl_opt._io import atomic_write_text, check_output_path
 from fairl_opt._json import jsonable
+from fairl_opt.estimators import METHODS, make_estimator, methods_with
 from fairl_opt.exceptions import EXIT_CODES, DataError, FairlError, InfeasibleError, SolverError
+from fairl_opt.fa import FASettings
+from fairl_opt.solvers import BACKENDS
 
-METHOD_CHOICES = ("mm-qp", "mm-lp", "maxent", "fa-mm-qp", "fa-mm-lp", "fa-maxent")
-#: ``auto`` and the names of :data:`fairl_opt.solvers.BACKENDS` (listed here so that ``--help`` does
-#: not import the solvers; a test keeps the two in step).
-BACKEND_CHOICES = ("auto", "cvxpy", "newton", "lbfgs", "working-set", "highs")
+#: ``fairl solve --backend``: ``auto`` and every backend of :data:`fairl_opt.solvers.BACKENDS`.
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 DESCRIPTION = """\
 Fit linear rewards on preference pairs, each answer with a certificate.
@@ -60,31 +63,18 @@ exit status:
   130  interrupted; finished cache chunks are kept, rerun to resume
 every error is one line on stderr: fairl: error: <message>"""
 
-_MM = ("mm-qp", "mm-lp", "fa-mm-qp", "fa-mm-lp")
-_FA = ("fa-mm-qp", "fa-mm-lp", "fa-maxent")
-_FA_MM = ("fa-mm-qp", "fa-mm-lp")
-_MAXENT = ("maxent", "fa-maxent")
-
+#: The FA settings that ``fairl solve`` has an option for, generated from :class:`FASettings`
+#: (``--seed`` is its own option: it also seeds ``--geometry``). ``curriculum`` is left out while
+#: ``_args.settings_from_args`` reads ``--no-curriculum`` (False) as "not given".
+FA_OPTIONS = tuple(n for n in FASettings.names() if n not in ("seed", "curriculum"))
 #: ``fairl solve`` options whose argparse default is None (so that "given" can be told from
-#: "default"), with the defaults they get once checked.
-SOLVE_DEFAULTS = dict(margin="hard", C=1.0, reg=1.0, norm="l1", max_rounds=5, oof_folds=5,
-                      near_tie_quantile=0.1, margin_step=0.5, upweight=2.0, sharpen=1.0,
-                      slack_upweight=1.0, geometry_samples=2000)
-#: The methods each ``fairl solve`` option applies to; given with any other method it is an error.
+#: "default"), with the defaults they get once checked; the FA options keep FASettings' defaults.
+SOLVE_DEFAULTS = dict(margin="hard", C=1.0, reg=1.0, norm="l1", geometry_samples=2000)
+#: The methods each ``fairl solve`` option applies to (from :data:`fairl_opt.estimators.METHODS`);
+#: given with any other method it is an error.
 SOLVE_APPLIES = {
-    "norm": ("mm-lp", "fa-mm-lp"),
-    "margin": _MM,
-    "C": _MM,
-    "reg": _MAXENT,
-    "max_rounds": _FA,
-    "oof_folds": _FA,
-    "near_tie_quantile": _FA,
-    "dual_path": _FA,
-    "margin_step": _FA_MM,
-    "slack_upweight": _FA_MM,
-    "upweight": ("fa-maxent",),
-    "sharpen": ("fa-maxent",),
-    "geometry": _FA_MM,
+    **{option: methods_with(option) for option in ("norm", "margin", "C", "reg", *FA_OPTIONS)},
+    "geometry": tuple(name for name, m in METHODS.items() if m.failure_aware and m.kind == "margin"),
 }
 
 
@@ -124,38 +114,25 @@ def check_solve_options(args) -> None:
 
 
 def cmd_solve(args) -> int:
-    from fairl_opt.estimators import make_estimator
     from fairl_opt.pairs import load_npz
 
     check_solve_options(args)
+    method = METHODS[args.method]
     if args.out:
         args.out = check_output_path(args.out)
     pairs, _ = load_npz(args.pairs, duplicates="allow" if args.allow_duplicates else "error")
-    fa_options = {}
-    if args.method.startswith("fa-"):
-        fa_options = dict(
-            max_rounds=args.max_rounds,
-            oof_folds=args.oof_folds,
-            near_tie_quantile=args.near_tie_quantile,
-            margin_step=args.margin_step,
-            upweight=args.upweight,
-            sharpen=args.sharpen,
-            slack_upweight=args.slack_upweight,
-            dual_path=args.dual_path,
-            seed=args.seed,
-            verbose=args.verbose,
-        )
-    model = make_estimator(
-        args.method, margin=args.margin, C=args.C, reg=args.reg, norm=args.norm, backend=args.backend,
-        **fa_options,
-    )
+    settings = None
+    if method.failure_aware:
+        settings = settings_from_args(FASettings, args, names=FASettings.names(method.kind))
+    model = make_estimator(args.method, margin=args.margin, C=args.C, reg=args.reg, norm=args.norm,
+                           backend=args.backend, settings=settings, verbose=args.verbose)
     start = time.perf_counter()
     model.fit(pairs)
     seconds = time.perf_counter() - start
     cert = model.certificate_
     payload = {
         "method": args.method,
-        "margin": args.margin if "mm" in args.method else None,
+        "margin": args.margin if method.kind == "margin" else None,
         "n_pairs": pairs.n_pairs,
         "dim": pairs.dim,
         "theta": model.theta_,
@@ -173,7 +150,7 @@ def cmd_solve(args) -> int:
         "solve_seconds": seconds,
         "train_pair_accuracy": model.score(pairs),
     }
-    if args.method.startswith("fa-"):
+    if method.failure_aware:
         payload["rounds"] = [
             {"round": h["round"], "n_failures": h["n_failures"], "objective": h["objective"],
              "changed": len(h["changed"]), "witness_pair": h["witness_pair"], "note": h["note"]}
@@ -183,7 +160,7 @@ def cmd_solve(args) -> int:
         payload["tightened"] = model.tightened_
         if model.required_margins_ is not None:
             payload["required_margin"] = model.required_margins_
-            if model.prices_ is not None and args.slack_upweight != 1:
+            if model.prices_ is not None and settings.slack_upweight != 1:
                 payload["slack_price"] = model.prices_
         else:
             payload["weights"] = model.weights_
@@ -245,7 +222,7 @@ def build_parser() -> ArgumentParser:
     d = SOLVE_DEFAULTS
     p = _add_subparser(sub, "solve", help="solve a reward program on pairs from an .npz; prints JSON")
     p.add_argument("pairs", help=".npz with chosen, rejected[, kinds, prompt_ids]")
-    p.add_argument("--method", choices=METHOD_CHOICES, default="mm-qp", help="reward program")
+    p.add_argument("--method", choices=tuple(METHODS), default="mm-qp", help="reward program")
     p.add_argument("--margin", choices=("hard", "soft"), default=None,
                    help=f"hard or soft margins (mm-*, fa-mm-*; default: {d['margin']})")
     p.add_argument("--C", type=float, default=None,
@@ -257,23 +234,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="solver backend; auto picks working-set for mm-qp, highs for mm-lp, newton "
                         "(d <= 64) or lbfgs for maxent")
-    p.add_argument("--max-rounds", type=nonnegative_int, default=None,
-                   help=f"FA rounds after the standard solve (fa-*; default: {d['max_rounds']})")
-    p.add_argument("--oof-folds", type=nonnegative_int, default=None,
-                   help=f"out-of-fold mining folds, 0 = off (fa-*; default: {d['oof_folds']})")
-    p.add_argument("--near-tie-quantile", type=float, default=None,
-                   help=f"near-tie threshold as a quantile of the margins (fa-*; default: "
-                        f"{d['near_tie_quantile']})")
-    p.add_argument("--margin-step", type=float, default=None,
-                   help=f"FA margin tightening δ (fa-mm-*; default: {d['margin_step']})")
-    p.add_argument("--upweight", type=float, default=None,
-                   help=f"FA MaxEnt weight factor (fa-maxent; default: {d['upweight']})")
-    p.add_argument("--sharpen", type=float, default=None,
-                   help=f"FA MaxEnt temperature factor <= 1 (fa-maxent; default: {d['sharpen']})")
-    p.add_argument("--slack-upweight", type=float, default=None,
-                   help=f"factor >= 1 on a failure's slack price C, 1 = off (fa-mm-* with --margin soft; "
-                        f"default: {d['slack_upweight']})")
-    p.add_argument("--dual-path", action="store_true", help="fit a correction on failures over θ_b (fa-*)")
+    applies = {"all": "fa-*", "margin": "fa-mm-*", "maxent": "fa-maxent"}
+    add_settings_arguments(p, FASettings, names=FA_OPTIONS,
+                           applies_text=lambda field: applies[field.metadata["applies"]])
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the FA folds and --geometry")
     p.add_argument("--allow-duplicates", action="store_true", help="accept identical pairs")
     p.add_argument("--verbose", action="store_true", help="progress per FA round on stderr")

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairl_opt.cli import METHOD_CHOICES, main
+from fairl_opt.cli import main
+from fairl_opt.estimators import METHODS
 
 N, D = 60, 5
 FA_FAST = ["--max-rounds", "2", "--oof-folds", "3"]
@@ -82,7 +83,7 @@ def check_certificate(result):
     assert result["solve_seconds"] > 0
 
 
-@pytest.mark.parametrize("method", METHOD_CHOICES)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_solve_every_method(sim_file, capsys, method):
     extra = FA_FAST if method.startswith("fa-") else []
     if "mm" in method:  # --margin applies to margin methods only

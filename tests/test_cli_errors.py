@@ -149,6 +149,9 @@ def test_help_has_no_rest_markup_and_shows_defaults():
     solve = next(p for p in parsers if p.prog == "fairl solve").format_help()
     for name, value in SOLVE_DEFAULTS.items():
         assert f"default: {value}" in solve, name
+    for name in cli.FA_OPTIONS:  # generated from FASettings: its defaults, one spelling
+        flag = "--" + name.replace("_", "-")
+        assert flag in solve, name
     assert "(default: auto)" in solve and "(default: mm-qp)" in solve
 
 
@@ -299,7 +302,10 @@ def test_check_output_helpers(tmp_path):
         (["--max-rounds", "2"], "--max-rounds"), (["--oof-folds", "0"], "--oof-folds"),
         (["--near-tie-quantile", "0.2"], "--near-tie-quantile"), (["--margin-step", "1"], "--margin-step"),
         (["--upweight", "3"], "--upweight"), (["--sharpen", "0.5"], "--sharpen"),
-        (["--slack-upweight", "2"], "--slack-upweight"), (["--dual-path"], "--dual-path")]],
+        (["--slack-upweight", "2"], "--slack-upweight"), (["--dual-path"], "--dual-path"),
+        (["--near-tie-threshold", "0.1"], "--near-tie-threshold"), (["--backoff", "0.5"], "--backoff"),
+        (["--correction-penalty", "2"], "--correction-penalty")]],
+    ("fa-maxent", ["--backoff", "0.5"], "--backoff applies to fa-mm-qp/fa-mm-lp only"),
     ("maxent", ["--max-rounds", "1"], "--max-rounds applies to fa-mm-qp/fa-mm-lp/fa-maxent only"),
     ("mm-lp", ["--reg", "2"], "--reg applies to maxent/fa-maxent only"),
     ("fa-mm-qp", ["--reg", "2"], "--reg applies to maxent/fa-maxent only"),
@@ -327,9 +333,7 @@ def test_defaults_are_filled_after_the_check():
     cli.check_solve_options(args)
     for name, value in SOLVE_DEFAULTS.items():
         assert getattr(args, name) == value, name
-    assert SOLVE_DEFAULTS == dict(margin="hard", C=1.0, reg=1.0, norm="l1", max_rounds=5, oof_folds=5,
-                                  near_tie_quantile=0.1, margin_step=0.5, upweight=2.0, sharpen=1.0,
-                                  slack_upweight=1.0, geometry_samples=2000)
+    assert SOLVE_DEFAULTS == dict(margin="hard", C=1.0, reg=1.0, norm="l1", geometry_samples=2000)
     args = parser.parse_args(["solve", "p.npz", "--method", "fa-mm-lp", "--margin", "soft", "--C", "3"])
     cli.check_solve_options(args)
     assert (args.margin, args.C) == ("soft", 3.0)
