@@ -168,11 +168,7 @@ def cmd_solve(args) -> int:
     if args.geometry:
         from fairl_opt.geometry import geometry_summary
 
-        result = model.result_
-        payload["geometry"] = geometry_summary(
-            result.base_solution.program.with_margins(np.ones(pairs.n_pairs)), result,
-            samples=args.geometry_samples, seed=args.seed,
-        )
+        payload["geometry"] = geometry_summary(model.result_, samples=args.geometry_samples, seed=args.seed)
     emit_json(payload, args.out)
     return 0
 
@@ -248,8 +244,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", help="write JSON here instead of stdout")
     p.set_defaults(func=cmd_solve)
 
-    from fairl_opt.certify import add_certify_parser
-    from fairl_opt.geometry.cli import add_volume_parser
+    from fairl_opt.geometry.cli import add_certify_parser, add_volume_parser
 
     add_volume_parser(sub)
     add_certify_parser(sub)

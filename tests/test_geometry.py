@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 from scipy.special import betainc
 
-from fairl_opt.exceptions import DataError
+from fairl_opt.exceptions import DataError, InfeasibleError
 from fairl_opt.geometry import (
-    EmptySetError,
     FeasibleSet,
     effective_sample_size,
-    fa_round_margins,
     geometry_summary,
     margin_scale,
     nested_volume_ratio,
@@ -106,7 +104,7 @@ def test_dimension_mismatches_are_errors():
 
 def test_b_excluding_the_ball_is_empty_with_a_one_row_certificate():
     fset = FeasibleSet(np.array([[0.0, 2.0], [1.0, 0.0]]), [0.0, 1.5])
-    with pytest.raises(EmptySetError, match="row 1 asks") as info:
+    with pytest.raises(InfeasibleError, match="row 1 asks") as info:
         volume_fraction(fset)
     assert info.value.rows == [1]
 
@@ -122,9 +120,9 @@ def test_conflicting_rows_give_a_checkable_certificate(seed):
     cert = fset.emptiness_certificate()
     assert cert is not None and {0, 1} <= set(cert.rows)
     y = np.zeros(len(b))
-    y[cert.rows] = cert.multipliers
+    y[cert.rows] = cert.farkas
     assert np.all(y >= 0) and b @ y > np.linalg.norm(A.T @ y) + 1e-9  # the certificate really proves it
-    with pytest.raises(EmptySetError):
+    with pytest.raises(InfeasibleError):
         fset.chebyshev_ball()
     assert FeasibleSet(A[2:], b[2:]).emptiness_certificate() is None
 
@@ -153,11 +151,11 @@ def test_chebyshev_oracles():
 def test_many_rows_use_constraint_generation_and_match_cvxpy():
     import cvxpy as cp
 
-    from fairl_opt.geometry import _socp
+    from fairl_opt.geometry import conic
 
     rng = np.random.default_rng(3)
-    m, d = 900, 8  # above _socp.DIRECT_ROWS: solved on growing working sets of rows
-    assert m > _socp.DIRECT_ROWS
+    m, d = 900, 8  # above conic.DIRECT_ROWS: solved on growing working sets of rows
+    assert m > conic.DIRECT_ROWS
     A = rng.normal(size=(m, d))
     A[:, 0] = np.abs(A[:, 0]) + 0.5
     b = rng.uniform(0.0, 0.3, size=m)
@@ -179,7 +177,7 @@ def test_many_rows_use_constraint_generation_and_match_cvxpy():
     A2, b2 = np.vstack([A, -A[:1]]), np.r_[b, 0.6 * np.linalg.norm(A[0])]
     cert = FeasibleSet(A2, b2).emptiness_certificate()
     y = np.zeros(m + 1)
-    y[cert.rows] = cert.multipliers
+    y[cert.rows] = cert.farkas
     assert b2 @ y > np.linalg.norm(A2.T @ y) + 1e-9
 
 
@@ -366,17 +364,17 @@ def test_intervals_are_calibrated_large(case):
 
 
 def test_chains_that_disagree_widen_the_error_bar():
-    from fairl_opt.geometry.volume import PhaseEstimate, _combine, _Options
+    from fairl_opt.geometry.telescope import Options, PhaseEstimate, combine
 
-    options = _Options.make(None, 0, "auto", 8, 5, 0.25, 0.95, None, 500)
+    options = Options.make(None, 0, "auto", 8, 5, 0.25, 0.95, None, 500)
     agree = tuple([0.25] * 8)
     disagree = (0.1, 0.4, 0.15, 0.35, 0.2, 0.3, 0.12, 0.38)  # mean 0.25, far apart
     tight = dict(segment=0, t_start=0.0, t_end=1.0, ratio=0.25, stderr=0.002, effective_samples=1e4,
                  samples=16_000, batches=40)
-    calm = _combine("fraction", [[PhaseEstimate(**tight, chain_ratios=agree)] * 3], options, 0.0)
+    calm = combine("fraction", [[PhaseEstimate(**tight, chain_ratios=agree)] * 3], options, 0.0)
     assert calm.error_from == "batch means"
     assert calm.log_sd == pytest.approx(np.sqrt(3) * 0.002 / 0.25)
-    stuck = _combine("fraction", [[PhaseEstimate(**tight, chain_ratios=disagree)] * 3], options, 0.0)
+    stuck = combine("fraction", [[PhaseEstimate(**tight, chain_ratios=disagree)] * 3], options, 0.0)
     assert stuck.error_from == "between chains"
     per_chain = 3 * np.log(disagree)
     assert stuck.log_sd == pytest.approx(per_chain.std(ddof=1) / np.sqrt(8))
@@ -462,7 +460,7 @@ def test_reward_interval_oracles():
     assert iv.max_gap < 1e-6
     cap = FeasibleSet(np.array([[0.0, 2.0, 0.0]]), [1.2])  # θ₂ ≥ 0.6: θ₁ ranges over ±0.8
     assert reward_intervals(cap, [1.0, 0.0, 0.0]).mean_width == pytest.approx(1.6, abs=1e-6)
-    with pytest.raises(EmptySetError):
+    with pytest.raises(InfeasibleError):
         reward_intervals(FeasibleSet(np.array([[1.0, 0.0, 0.0]]), [1.1]), phi)
 
 
@@ -479,7 +477,7 @@ def test_fa_sets_are_nested_and_the_previous_solution_is_cut(fa_run):
     program, result = fa_run
     sets = FeasibleSet.from_fa_result(result)
     assert len(sets) == len(result.history) >= 2
-    delta, margins = fa_round_margins(result)
+    delta, margins = result.standard_program.delta, result.round_margins()
     assert np.array_equal(margins[0], program.margins) and np.array_equal(margins[-1], result.required_margins)
     rho = sets[0].b[0] / program.margins[0]
     assert rho == pytest.approx(margin_scale(delta, result.required_margins, 2.0))
@@ -516,7 +514,7 @@ def test_fa_ratio_in_two_dimensions_matches_the_area():
 def test_geometry_summary(fa_run):
     program, result = fa_run
     heldout = np.random.default_rng(0).normal(size=(6, 3))
-    summary = geometry_summary(program, result, heldout, samples=3000, seed=1)
+    summary = geometry_summary(result, heldout, samples=3000, seed=1)
     ratio = summary["volume_ratio"]
     assert 0 < ratio["ci_low"] <= ratio["ratio"] <= ratio["ci_high"] <= 1
     assert ratio["ratio"] < 0.9  # the FA cuts removed a visible part of F_std
@@ -525,8 +523,13 @@ def test_geometry_summary(fa_run):
     assert radius["fa"] < radius["standard"]
     width = summary["interval_width"]
     assert width["fa"] <= width["standard"] + 1e-9
-    with pytest.raises(DataError, match="not the program"):
-        geometry_summary(type(program)(program.delta[:-1]), result)
+    # the sets come from the result's own rounds: a MaxEnt run has no margin constraints
+    from fairl_opt.fa import FASettings, run_fa
+    from fairl_opt.programs import MaxEntProgram
+
+    maxent = run_fa(MaxEntProgram(program.delta), "auto", FASettings(oof_folds=0, max_rounds=1))
+    with pytest.raises(DataError, match="max-margin"):
+        geometry_summary(maxent)
 
 
 def test_program_sets_and_their_errors(fa_run):
@@ -544,5 +547,5 @@ def test_program_sets_and_their_errors(fa_run):
     with pytest.raises(DataError, match="budget"):
         FeasibleSet.from_program(program, budget=1.0)
     conflict = MarginProgram(np.array([[1.0, 0.0], [-1.0, 0.0]]))
-    with pytest.raises(EmptySetError, match="pairs \\[0, 1\\]"):
+    with pytest.raises(InfeasibleError, match="pairs \\[0, 1\\]"):
         FeasibleSet.from_program(conflict)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fairl_opt.exceptions import DataError
-from fairl_opt.geometry import EmptySetError, kernels
+from fairl_opt.exceptions import DataError, InfeasibleError
+from fairl_opt.geometry import kernels
 from fairl_opt.geometry.cli import add_volume_parser, load_constraints
 
 
@@ -70,10 +70,19 @@ def test_empty_set_is_an_error_not_a_zero(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="fairl")
     add_volume_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["volume", path])
-    with pytest.raises(EmptySetError) as info:
+    with pytest.raises(InfeasibleError) as info:
         args.func(args)
     assert "\n" not in str(info.value) and "empty" in str(info.value)
     assert capsys.readouterr().out == ""
+    # the certificate proves it: bᵀy > ‖Aᵀy‖ (here Aᵀy = 0: rows 0 and 1 are opposite), so no θ of norm
+    # below bᵀy/‖Aᵀy‖ > 1 meets the rows
+    cert = info.value
+    assert sorted(cert.rows) == [0, 1] and cert.bound > cert.reach >= 0 and cert.radius > 1
+    # one infeasibility type: `fairl volume` exits 3 on it, as `fairl solve` does on a hard-margin conflict
+    from fairl_opt.cli import main
+
+    assert main(["volume", str(path)]) == 3
+    assert "empty" in capsys.readouterr().err
 
 
 def test_figures_are_written(tmp_path):

@@ -4,7 +4,7 @@ Convention (proofs/README.md): F(m; R) = {θ : ‖θ‖₂ ≤ R, Δθ ≥ m}; F
 with one R = budget · min{‖θ‖ : Δθ ≥ m_FA} (budget 2).
 
 Exact checks use ``fractions.Fraction`` on the float data (``_exact_*`` helpers below are written here,
-independently of :mod:`fairl_opt.certify`). Runs: the "ci" profile (25 derandomised examples per
+independently of :mod:`fairl_opt.geometry.exact`). Runs: the "ci" profile (25 derandomised examples per
 property); ``FAIRL_THEORY_EXAMPLES=10000 HYPOTHESIS_PROFILE=thorough pytest tests/test_theory.py`` for the
 long run.
 """
@@ -23,10 +23,13 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 from scipy.special import expit
 
-from fairl_opt import certify as C
 from fairl_opt.exceptions import InfeasibleError, SolverError
 from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.failures import normalised_margins
+from fairl_opt.geometry import FeasibleSet, nested_volume_ratio, reward_intervals, sample_points, smallest_norm
+from fairl_opt.geometry import volume_fraction, volume_ratio
+from fairl_opt.geometry.claims import certify_sets
+from fairl_opt.geometry.exact import exact_ball_in_cut, exact_farkas_radius, verified_conflict
 from fairl_opt.metrics import canonicalise_rewards, epic_distance, starc_distance
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import CvxpyBackend, WorkingSetQP, certify, find_conflict, max_admissible_tightening, solve
@@ -55,7 +58,7 @@ solver_cases = separable_cases(max_n=10, max_d=8, **SOLVER_KW)
 Z0 = 2.399357280515467
 
 
-# -- exact helpers (independent of fairl_opt.certify) ------------------------------------------------
+# -- exact helpers (independent of fairl_opt.geometry.exact) ------------------------------------------
 def _fr(x) -> Fraction:
     return Fraction(float(x))
 
@@ -74,8 +77,33 @@ def _exact_in_set(delta, margins, R, theta) -> bool:
 
 def _radius(delta, m_fa, m_std, budget=2.0):
     """R = budget · n*(m_FA) (n*(m_std) when F_FA is empty), as in the convention."""
-    target = m_std if C.verified_conflict(delta, m_fa) is not None else m_fa
-    return budget * C.smallest_norm(delta, target)[0]
+    target = m_std if verified_conflict(delta, m_fa) is not None else m_fa
+    return budget * smallest_norm(delta, target)
+
+
+def _ball(delta, margins, R):
+    """The Chebyshev ball of F(m; R) in θ units: R times that of the unit-ball set {‖φ‖ ≤ 1, Δφ ≥ m/R}."""
+    ball = FeasibleSet(delta, np.asarray(margins, dtype=np.float64) / R, duplicates="merge").chebyshev_ball()
+    return R * ball.centre, R * ball.radius
+
+
+def _dual_tightening(delta, margins, subset):
+    """T3's LP in dual form, solved here independently of the toolkit's primal LP:
+    t* = min{−mᵀy : y ≥ 0, Δᵀy = 0, Σ_{i∈S} y_i = 1}; ``(inf, None)`` when infeasible (every tightening
+    of S is admissible), ``(-inf, None)`` when unbounded."""
+    n, d = delta.shape
+    indicator = np.isin(np.arange(n), subset).astype(float)
+    a_eq = np.vstack([delta.T, indicator[None, :]])
+    b_eq = np.r_[np.zeros(d), 1.0]
+    res = linprog(-margins, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+    if res.status in (2, 3):
+        res = linprog(-margins, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs", options={"presolve": False})
+    if res.status == 2:
+        return float("inf"), None
+    if res.status == 3:
+        return float("-inf"), None
+    assert res.status == 0, res.message
+    return float(res.fun), np.asarray(res.x)
 
 
 def _or_reject(function, *args, **kwargs):
@@ -155,10 +183,12 @@ def test_t1_fa_loop_only_raises_margins(case, method, oof, quantile):
         assume(False)  # the backend declined to certify (badly scaled data): nothing to check
     assert result.required_margins is not None
     assert np.all(result.required_margins >= 1.0)
-    rounds = C.fa_round_margins(result, np.ones(case.n))
-    assert np.array_equal(rounds[-1], result.required_margins)
-    for before, after in zip(rounds, rounds[1:]):
+    rounds = result.round_margins()  # as the loop recorded them, round 0 = the standard program
+    assert np.array_equal(rounds[0], np.ones(case.n)) and np.array_equal(rounds[-1], result.required_margins)
+    for before, after, record in zip(rounds, rounds[1:], result.history[1:]):
         assert np.all(after >= before)
+        # a round raises exactly the pairs it reports changing
+        assert set(np.flatnonzero(after > before).tolist()) == (set(record.changed) if record.step else set())
 
 
 def test_t1_counterexample_per_set_scaling():
@@ -189,7 +219,7 @@ def test_t2_strict_inclusion_certified_exactly(case, data):
     m_fa = m_std + steps
     theta_std = _or_reject(solve, MarginProgram(case.delta)).theta
     R = _or_reject(_radius, case.delta, m_fa, m_std)
-    out = _or_reject(C.certify_sets, case.delta, m_std, m_fa, radius_bound=R, theta_std=theta_std)
+    out = _or_reject(certify_sets, case.delta, m_std, m_fa, radius_bound=R, theta_std=theta_std)
     shortfall = m_fa[subset] - case.delta[subset] @ theta_std
     if shortfall.max() > 1e-6:
         assert out["strict_inclusion"]
@@ -220,13 +250,13 @@ def test_t2_previous_solution_pulled_inside_is_witness(case, data):
     gap = m_fa[j] - case.delta[j] @ theta_hat
     assume(gap > 1e-3)
     R = _or_reject(_radius, case.delta, m_fa, m_std)
-    centre, radius = C.chebyshev_ball(case.delta, m_std, R)
+    centre, radius = _or_reject(_ball, case.delta, m_std, R)
     assert radius > 0  # separable data and R > n*(m_std): F_std is full-dimensional
     # ε small enough to keep the violation: Δ_j θ_ε = Δ_jθ̂ + ε Δ_j(c − θ̂) < m_FA_j
     drift = abs(case.delta[j] @ (centre - theta_hat)) + 1e-300
     eps = min(0.5, 0.5 * gap / drift)
     theta_eps = (1 - eps) * theta_hat + eps * centre
-    assert C.exact_ball_in_cut(case.delta, m_std, m_fa, R, theta_eps, eps * radius * 0.5, [j]) or \
+    assert exact_ball_in_cut(case.delta, m_std, m_fa, R, theta_eps, eps * radius * 0.5, [j]) or \
         (_exact_in_set(case.delta, m_std, R, theta_eps) and not _exact_in_set(case.delta, m_fa, R, theta_eps))
 
 
@@ -240,7 +270,7 @@ def test_t2_monte_carlo_removed_volume(case, data):
     m_std, m_fa = np.ones(case.n), 1.0 + steps
     R = _or_reject(_radius, case.delta, m_fa, m_std)
     theta_std = _or_reject(solve, MarginProgram(case.delta)).theta
-    out = _or_reject(C.certify_sets, case.delta, m_std, m_fa, radius_bound=R, theta_std=theta_std)
+    out = _or_reject(certify_sets, case.delta, m_std, m_fa, radius_bound=R, theta_std=theta_std)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     points = _uniform_ball(rng, 20_000, case.d, R)
     scores = points @ case.delta.T
@@ -254,9 +284,9 @@ def test_t2_monte_carlo_removed_volume(case, data):
 
 
 def test_t2_geometry_volume_ratio_agrees():
-    """Second, statistical check with the geometry module (hit-and-run): the ratio's interval lies below 1
-    and below 1 − (r/R)^d·vol(B_R)/vol(F_std) is not contradicted."""
-    geometry = pytest.importorskip("fairl_opt.geometry")
+    """Second, statistical check with the geometry module (hit-and-run): the ratio agrees with an
+    independent Monte Carlo count of uniform points of the ball, its interval lies below 1, and
+    1 − (r/R)^d·vol(B_R)/vol(F_std) is not contradicted."""
     rng = np.random.default_rng(3)
     delta = rng.normal(size=(6, 3))
     delta *= np.sign(delta @ np.array([1.0, 0.5, -0.3]))[:, None]
@@ -265,15 +295,22 @@ def test_t2_geometry_volume_ratio_agrees():
     m_fa = m_std.copy()
     m_fa[np.argsort(delta @ theta_std)[:2]] += 1.0  # the two tightest pairs: the failures of θ_std
     R = _radius(delta, m_fa, m_std)
-    out = C.certify_sets(delta, m_std, m_fa, radius_bound=R, theta_std=theta_std)
+    out = certify_sets(delta, m_std, m_fa, radius_bound=R, theta_std=theta_std)
     assert out["strict_inclusion"] and out["certified"] == "exact"
-    std = geometry.FeasibleSet(delta, m_std / R)
-    fa = geometry.FeasibleSet(delta, m_fa / R)
-    est = geometry.volume_ratio(fa, std, samples=20_000, seed=1)
-    frac_std = geometry.volume_fraction(std, samples=20_000, seed=2)
+    std = FeasibleSet(delta, m_std / R)
+    fa = FeasibleSet(delta, m_fa / R)
+    est = volume_ratio(fa, std, samples=20_000, seed=1)
+    frac_std = volume_fraction(std, samples=20_000, seed=2)
     removed_at_least = (out["witness_radius"] / R) ** 3 / frac_std.ci_high
     assert est.ci_high < 1.0
     assert est.ci_low <= 1.0 - removed_at_least
+    # independent oracle: the fraction of uniform points of the unit ball in F_FA among those in F_std
+    points = _uniform_ball(np.random.default_rng(7), 400_000, 3, 1.0)
+    in_std, in_fa = std.contains(points), fa.contains(points)
+    assert not np.any(in_fa & ~in_std)
+    counted = in_fa.sum() / in_std.sum()
+    count_se = math.sqrt(counted * (1 - counted) / in_std.sum())
+    assert abs(est.estimate - counted) <= 4 * math.hypot(est.stderr, count_se)
 
 
 def test_t2_counterexample_implied_constraint():
@@ -282,7 +319,7 @@ def test_t2_counterexample_implied_constraint():
     delta = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
     m_std = np.ones(3)
     m_fa = np.array([1.0, 2.0, 1.0])
-    out = C.certify_sets(delta, m_std, m_fa, radius_bound=4.0)
+    out = certify_sets(delta, m_std, m_fa, radius_bound=4.0)
     assert not out["strict_inclusion"]
     assert out["implied_certificate"]["exact"]
     assert "implied" in out["failed_assumption"]
@@ -294,7 +331,7 @@ def test_t2_counterexample_flat_standard_set():
     delta = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
     m_std = np.array([1.0, -1.0, 0.0])
     m_fa = np.array([1.0, -1.0, 0.5])
-    out = C.certify_sets(delta, m_std, m_fa, radius_bound=2.0)
+    out = certify_sets(delta, m_std, m_fa, radius_bound=2.0)
     assert out["strict_inclusion"] and out["certified"] == "numerical"
     assert "not full-dimensional" in out["failed_assumption"]
     # exact: (1, 0.25) ∈ F_std \ F_FA, and F_std lies in the hyperplane θ₁ = 1 (zero volume)
@@ -309,9 +346,9 @@ def test_t2_counterexample_ball_hides_the_cut():
     m_fa = np.array([1.0, 0.75])
     theta_hat = np.array([1.0, -3.0])
     assert _exact_in_set(delta, m_std, 10.0, theta_hat) and not _exact_in_set(delta, m_fa, 10.0, theta_hat)
-    hidden = C.certify_sets(delta, m_std, m_fa, radius_bound=1.2)
+    hidden = certify_sets(delta, m_std, m_fa, radius_bound=1.2)
     assert not hidden["strict_inclusion"] and hidden["implied_certificate"]["exact"]
-    assert C.certify_sets(delta, m_std, m_fa, radius_bound=10.0)["strict_inclusion"]
+    assert certify_sets(delta, m_std, m_fa, radius_bound=10.0)["strict_inclusion"]
 
 
 # =================================================================================================
@@ -335,7 +372,7 @@ def test_t3_admissible_tightening_is_lp_optimum(case, data):
             reject()
     rest = np.setdiff1d(np.arange(case.n), subset)
     assume(rest.size == 0 or find_conflict(case.delta[rest], m[rest]) is None)  # T3's hypothesis
-    t_dual, y = C.admissible_tightening(case.delta, m, subset)   # (D), solved here
+    t_dual, y = _dual_tightening(case.delta, m, subset)   # (D), solved here
     t_primal = max_admissible_tightening(case.delta, m, subset)  # (L), the toolkit's LP
     indicator = np.isin(np.arange(case.n), subset).astype(float)
     scale = max(1.0, abs(t_primal) if np.isfinite(t_primal) else 1.0)
@@ -361,7 +398,7 @@ def test_t3_admissible_tightening_is_lp_optimum(case, data):
     # beyond: y is a Farkas certificate, checked exactly, valid on a ball far larger than the solutions
     beyond = m + (t_primal + 1e-3 * scale) * indicator
     support = np.flatnonzero(y > 0)
-    radius = C.exact_farkas_radius(case.delta[support], beyond[support], y[support])
+    radius = exact_farkas_radius(case.delta[support], beyond[support], y[support])
     assert radius >= 1e3 * max(1.0, norm_at_opt)
 
 
@@ -380,7 +417,7 @@ def test_t3_unbounded_tightening_is_not_reported_infeasible():
     margins = np.array([-1.7382664, -1.33664279, -1.36110671, -0.35161713])
     assert find_conflict(delta[[0, 2, 3]], margins[[0, 2, 3]]) is None           # (C1) holds
     assert _lp_tightening_without_presolve(delta, margins, [1]) == np.inf        # T3: t* = ∞
-    assert C.admissible_tightening(delta, margins, [1]) == (np.inf, None)
+    assert _dual_tightening(delta, margins, [1]) == (np.inf, None)
     assert max_admissible_tightening(delta, margins, [1]) == np.inf
 
 
@@ -388,7 +425,7 @@ def test_t3_tiny_rows_are_not_a_conflict():
     """Regression (found by the thorough run): a separable 1-D problem with a row of norm 2.7e-10 is not
     infeasible; a Farkas LP on raw rows used to treat the row as zero and return a false certificate."""
     delta = np.array([[1.13865181e-07], [2.65102529e-10], [5.07893318e+00]])   # every row > 0: separable
-    assert C.verified_conflict(delta, np.ones(3)) is None
+    assert verified_conflict(delta, np.ones(3)) is None
     assert find_conflict(delta, np.ones(3)) is None
 
 
@@ -397,12 +434,12 @@ def test_t3_fa_backoff_uses_the_lp_optimum():
     full step leaves the set empty. (Margins of mixed sign: with m > 0, t* = ∞ — see the proof.)"""
     delta = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.25, 1.0]])
     margins = np.array([1.0, -3.0, 1.0, 1.0])
-    t_star, y = C.admissible_tightening(delta, margins, [1])
+    t_star, y = _dual_tightening(delta, margins, [1])
     assert t_star == pytest.approx(2.0) and max_admissible_tightening(delta, margins, [1]) == pytest.approx(2.0)
     result = run_fa(MarginProgram(delta, margins), "auto", FASettings(near_tie_threshold=0.0, oof_folds=0, margin_step=5.0, backoff=0.99, max_rounds=1))
     assert result.history[1].changed == [1] and result.history[1].step == pytest.approx(0.99 * t_star)
     beyond = margins + 5.0 * np.eye(4)[1]
-    assert C.exact_farkas_radius(delta, beyond, y) == np.inf  # y = (1, 1, 0, 0): Δᵀy = 0 exactly
+    assert exact_farkas_radius(delta, beyond, y) == np.inf  # y = (1, 1, 0, 0): Δᵀy = 0 exactly
 
 
 def test_t3_counterexample_unbounded_and_ball():
@@ -410,11 +447,13 @@ def test_t3_counterexample_unbounded_and_ball():
     norm ball the admissible step is finite, the optimum of an SOCP rather than the LP."""
     delta = np.eye(3)[:2]
     assert max_admissible_tightening(delta, np.ones(2), [0]) == np.inf
-    assert C.admissible_tightening(delta, np.ones(2), [0]) == (np.inf, None)
+    assert _dual_tightening(delta, np.ones(2), [0]) == (np.inf, None)
     # within ‖θ‖ ≤ 2: θ₁ ≥ 1 + t and θ₂ ≥ 1 need (1 + t)² + 1 ≤ 4, so t ≤ √3 − 1
-    _, radius = C.chebyshev_ball(delta, np.array([1.0 + math.sqrt(3) - 1 + 1e-3, 1.0]), 2.0)
-    assert radius < 0
-    _, radius = C.chebyshev_ball(delta, np.array([1.0 + math.sqrt(3) - 1 - 1e-3, 1.0]), 2.0)
+    beyond = FeasibleSet(delta, np.array([1.0 + math.sqrt(3) - 1 + 1e-3, 1.0]) / 2.0)
+    assert beyond.emptiness_certificate() is not None
+    with pytest.raises(InfeasibleError):
+        beyond.chebyshev_ball()
+    _, radius = _ball(delta, np.array([1.0 + math.sqrt(3) - 1 - 1e-3, 1.0]), 2.0)
     assert radius > 0
     # (C1) fails: pairs outside S contradict each other, so no step of S (not even a negative one) helps
     assert max_admissible_tightening(np.array([[1.0], [-1.0], [1.0]]), np.ones(3), [2]) == -np.inf
@@ -488,63 +527,76 @@ def test_t4_counterexamples():
 @given(case=solver_cases, quantile=st.sampled_from((0.2, 0.5)), oof=st.sampled_from((0, 2)),
        seed=st.integers(0, 2**32 - 1))
 def test_t5_nested_rounds_monotone(case, quantile, oof, seed):
+    """The rounds as the loop recorded them (FAResult.round_margins): every round's margins are at least
+    the previous round's, pair by pair; its set lies in the previous one (its Chebyshev ball, exactly, and
+    points sampled from it); the Chebyshev radius and reward-interval widths do not increase."""
     assume(oof == 0 or case.n >= 2)
     result = _or_reject(run_fa, MarginProgram(case.delta), "auto",
                         FASettings(near_tie_quantile=quantile, oof_folds=oof, max_rounds=3, margin_step=0.5))
-    rounds = C.fa_round_margins(result, np.ones(case.n))
-    R = 2.0 * _or_reject(C.smallest_norm, case.delta, rounds[-1])[0]
+    rounds = result.round_margins()
+    assert len(rounds) == len(result.history) and np.array_equal(rounds[0], np.ones(case.n))
+    R = 2.0 * _or_reject(smallest_norm, case.delta, rounds[-1])
     rng = np.random.default_rng(seed)
     directions = rng.normal(size=(2, case.d))
-    points = _uniform_ball(rng, 4000, case.d, R)
-    scores = points @ case.delta.T
     previous = None
-    for m in rounds:
-        centre, radius = C.chebyshev_ball(case.delta, m, R)
-        inside = np.all(scores >= m, axis=1)
-        widths = []
-        for g in directions:
-            upper = -C.minimise_linear(case.delta, m, R, -g)[0]
-            lower = C.minimise_linear(case.delta, m, R, g)[0]
-            widths.append(upper - lower)
+    for k, m in enumerate(rounds):
+        fset = FeasibleSet(case.delta, m / R, duplicates="merge")  # F(m; R) / R
+        ball = _or_reject(fset.chebyshev_ball)
+        widths = _or_reject(reward_intervals, fset, directions).width
         if previous is not None:
-            p_m, p_radius, p_inside, p_widths = previous
-            assert not np.any(inside & ~p_inside)                       # Monte Carlo counts nest
-            assert radius <= p_radius + 1e-7 * R                          # Chebyshev radius
-            for w, pw, g in zip(widths, p_widths, directions):
-                assert w <= pw + 1e-6 * R * np.linalg.norm(g)             # reward intervals
-            if radius > 1e-6 * R:  # this round's ball, certified in its set, lies in the previous set (exact)
-                r = radius * 0.99
-                assert C.exact_ball_in_cut(case.delta, m, m, R, centre, r, [])
-                assert C.exact_ball_in_cut(case.delta, p_m, p_m, R, centre, r, [])
-        previous = (m, radius, inside, widths)
+            p_m, p_set, p_radius, p_widths = previous
+            assert np.all(m >= p_m)                                        # margins only rise
+            assert ball.radius <= p_radius + 1e-7                          # Chebyshev radius
+            assert np.all(widths <= p_widths + 1e-6 * np.linalg.norm(directions, axis=1))  # intervals
+            if ball.radius > 1e-6:
+                # nesting: this round's ball, certified in its own set, lies in the previous set (exact)
+                centre, r = R * ball.centre, 0.99 * R * ball.radius
+                assert exact_ball_in_cut(case.delta, m, m, R, centre, r, [])
+                assert exact_ball_in_cut(case.delta, p_m, p_m, R, centre, r, [])
+                # and so do points sampled from it
+                assert p_set.contains(sample_points(fset, 200, seed=k), tol=1e-9).all()
+        previous = (m, fset, ball.radius, widths)
 
 
 def test_t5_geometry_nested_volume_steps():
-    """With the geometry module: each FA round's volume step is at most 1 (statistical check)."""
-    geometry = pytest.importorskip("fairl_opt.geometry")
+    """With the geometry module, on recorded rounds: the nested estimate of every step and of the whole
+    product agrees with an independent Monte Carlo count (uniform points of the ball, d = 3), and points
+    sampled from each round's set lie in the previous round's."""
     rng = np.random.default_rng(0)
     delta = rng.normal(size=(12, 3))
     delta *= np.sign(delta @ np.array([1.0, 0.2, 0.1]))[:, None]
     result = run_fa(MarginProgram(delta), "auto", FASettings(near_tie_quantile=0.3, oof_folds=0, max_rounds=3))
-    rounds = C.fa_round_margins(result, np.ones(12))
-    assert len(rounds) >= 2
-    R = 2.0 * C.smallest_norm(delta, rounds[-1])[0]
-    sets = [geometry.FeasibleSet(delta, m / R, duplicates="merge") for m in rounds]
-    est = geometry.nested_volume_ratio(sets, samples=8000, seed=0)
-    assert est.estimate <= 1.0
-    for step in est.steps:
-        assert step.estimate <= 1.0 and step.ci_low <= 1.0
+    rounds = result.round_margins()
+    assert len(rounds) >= 2 and np.any(rounds[-1] > rounds[0])
+    R = 2.0 * smallest_norm(delta, rounds[-1])
+    sets = [FeasibleSet(delta, m / R, duplicates="merge") for m in rounds]
+    est = nested_volume_ratio(sets, samples=8000, seed=0)
+    points = _uniform_ball(np.random.default_rng(1), 400_000, 3, 1.0)
+    counts = np.array([s.contains(points).sum() for s in sets])
+    assert counts[-1] > 100  # enough hits for the count to be an oracle
+
+    def agrees(estimate, top, bottom):
+        ratio = top / bottom
+        return abs(estimate.estimate - ratio) <= 4 * math.hypot(estimate.stderr, math.sqrt(ratio * (1 - ratio) / bottom))
+
+    assert agrees(est, counts[-1], counts[0])
+    assert len(est.steps) == len(sets) - 1
+    for step, top, bottom in zip(est.steps, counts[1:], counts[:-1]):
+        assert agrees(step, top, bottom)
+    assert est.ci_high < 1.0  # the FA rounds removed a visible part of F_std
+    for k, (bigger, smaller) in enumerate(zip(sets, sets[1:])):
+        assert bigger.contains(sample_points(smaller, 500, seed=k), tol=1e-9).all()
 
 
 def test_t5_counterexample_radius_not_strict():
     """Volume drops strictly while the Chebyshev radius stays: the cut corner misses the Chebyshev ball."""
     delta = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     m_std, m_fa = np.zeros(3), np.array([0.0, 0.0, 0.5])
-    _, r_std = C.chebyshev_ball(delta, m_std, 10.0)
-    _, r_fa = C.chebyshev_ball(delta, m_fa, 10.0)
+    _, r_std = _ball(delta, m_std, 10.0)
+    _, r_fa = _ball(delta, m_fa, 10.0)
     assert r_std == pytest.approx(10.0 / (1.0 + math.sqrt(2.0)), rel=1e-7)
     assert r_fa == pytest.approx(r_std, rel=1e-7)
-    out = C.certify_sets(delta, m_std, m_fa, radius_bound=10.0)
+    out = certify_sets(delta, m_std, m_fa, radius_bound=10.0)
     assert out["strict_inclusion"] and out["certified"] == "exact"  # a ball of positive volume is removed
 
 

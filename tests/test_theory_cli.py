@@ -13,7 +13,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fairl_opt.certify import add_certify_parser, certify_claims, cmd_certify
+from fairl_opt.geometry.claims import certify_claims
+from fairl_opt.geometry.cli import add_certify_parser, cmd_certify
 from fairl_opt.exceptions import DataError
 from fairl_opt.pairs import PreferencePairs
 from fairl_opt.simulate import simulate
@@ -99,7 +100,7 @@ def test_certify_implied_constraints_are_detected():
     The FA loop itself never tightens such a pair on its training fit (the pairs it flags first are the
     active ones, whose constraints do cut — proofs/T2), so the sets are certified directly.
     """
-    from fairl_opt.certify import certify_sets
+    from fairl_opt.geometry.claims import certify_sets
 
     delta = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     out = certify_sets(delta, np.ones(3), np.array([1.0, 1.0, 2.0]), radius_bound=3.0)

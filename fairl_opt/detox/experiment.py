@@ -209,7 +209,7 @@ def _geometry(split: Split, seed: int, C: float) -> dict:
     program = MarginProgram(delta[keep], 1.0, "l2", None)
     result = run_fa(program, "auto", FASettings(near_tie_quantile=FA_OPTIONS["near_tie_quantile"], oof_folds=0, seed=seed, margin_step=FA_OPTIONS["margin_step"], upweight=2.0, sharpen=1.0, backoff=0.99, max_rounds=FA_OPTIONS["max_rounds"]))
     x_te, _, _, _ = split.completions(split.test_prompts)
-    summary = geometry_summary(program, result, x_te[:200] @ basis, samples=1000, seed=seed)
+    summary = geometry_summary(result, x_te[:200] @ basis, samples=1000, seed=seed)
     vr = summary["volume_ratio"]
     return {
         "dim": GEOMETRY_DIM, "pairs_kept": int(keep.size), "pairs": int(delta.shape[0]),

@@ -1,11 +1,17 @@
-"""Geometry of the set of rewards consistent with the data: volumes, Chebyshev radii, reward intervals."""
+"""Geometry of the set of rewards consistent with the data: volumes, Chebyshev radii, reward intervals,
+and the theory claims of ``proofs/`` certified on given data.
+
+Modules: :mod:`~fairl_opt.geometry.feasible_set` (the sets, one convention), :mod:`~.conic` (the one
+conic layer), :mod:`~.exact` (rational checks), :mod:`~.kernels` (Numba samplers), :mod:`~.volume` and
+:mod:`~.telescope` (volume estimates), :mod:`~.ambiguity` (reward intervals, the standard-vs-FA summary),
+:mod:`~.claims` (``fairl certify``), :mod:`~.cli` (the ``volume`` and ``certify`` commands).
+"""
 
 from fairl_opt.geometry.ambiguity import RewardIntervals, geometry_summary, reward_intervals
+from fairl_opt.geometry.claims import certify_claims, certify_sets
 from fairl_opt.geometry.feasible_set import (
     ChebyshevBall,
-    EmptySetError,
     FeasibleSet,
-    fa_round_margins,
     margin_scale,
     smallest_norm,
 )
@@ -20,10 +26,10 @@ from fairl_opt.geometry.volume import (
 )
 
 __all__ = [
+    "certify_claims",
+    "certify_sets",
     "ChebyshevBall",
     "effective_sample_size",
-    "EmptySetError",
-    "fa_round_margins",
     "FeasibleSet",
     "geometry_summary",
     "margin_scale",

@@ -3,7 +3,7 @@
 For a held-out completion with features φ, every θ in F is a reward consistent with the data, so
 ``[min_{θ∈F} θᵀφ, max_{θ∈F} θᵀφ]`` is the range of rewards the data leave open for it; its width
 is an ambiguity measure in reward units (of the unit ball's scale). Each end is one small SOCP
-(Clarabel, with constraint generation over the rows: see :mod:`fairl_opt.geometry._socp`), and each
+(Clarabel, with constraint generation over the rows: see :mod:`fairl_opt.geometry.conic`), and each
 answer is checked by weak duality: with the multipliers y ≥ 0 of ``Uθ ≥ c``,
 ``max_{θ∈F} φᵀθ ≤ ‖φ + Uᵀy‖₂ − cᵀy``, so ``max_gap`` bounds how far any reported end can be
 off.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fairl_opt.exceptions import DataError, SolverError
-from fairl_opt.geometry import _socp
-from fairl_opt.geometry.feasible_set import FeasibleSet, fa_round_margins, margin_scale
+from fairl_opt.geometry import conic
+from fairl_opt.geometry.feasible_set import FeasibleSet, margin_scale
 from fairl_opt.programs import MarginProgram
 
 #: Accept an interval end when its duality gap is at most this (reward units, |θᵀφ| ≤ ‖φ‖).
@@ -66,7 +66,7 @@ def reward_intervals(fset: FeasibleSet, features) -> RewardIntervals:
 
     Raises
     ------
-    EmptySetError
+    InfeasibleError
         F is empty (there is no interval).
 
     Examples
@@ -95,7 +95,7 @@ def reward_intervals(fset: FeasibleSet, features) -> RewardIntervals:
             if fset.n_rows == 0:
                 value, gap = float(np.linalg.norm(direction)), 0.0
             else:
-                status, payload = _socp.support(U, c, direction)
+                status, payload = conic.support(U, c, direction)
                 if status != "solved":
                     raise SolverError(f"reward interval of feature row {k}: the SOCP reports F empty, "
                                       "but its emptiness check found a point", status=status)
@@ -126,19 +126,18 @@ def _checked_support(direction, theta, U, c, y):
     return value, gap
 
 
-def geometry_summary(std_program: MarginProgram, fa_result, heldout_features=None, *,
-                     samples: int | None = None, seed: int = 0, budget: float = 2.0) -> dict:
+def geometry_summary(fa_result, heldout_features=None, *, samples: int | None = None, seed: int = 0,
+                     budget: float = 2.0) -> dict:
     """Volume ratio, Chebyshev radii and reward-interval widths of the standard and FA sets.
 
     Both sets use the convention of :mod:`fairl_opt.geometry.feasible_set`:
-    ``F(m) = {‖θ‖₂ ≤ 1, Δθ ≥ ρ·m}`` with one ρ = 1/(budget·min{‖θ‖ : Δθ ≥ m_FA}).
+    ``F(m) = {‖θ‖₂ ≤ 1, Δθ ≥ ρ·m}`` with one ρ = 1/(budget·min{‖θ‖ : Δθ ≥ m_FA}), Δ from
+    ``fa_result.standard_program`` and the margins of every round from ``fa_result.round_margins()``.
 
     Parameters
     ----------
-    std_program : MarginProgram
-        The standard program (round 0 of ``fa_result``).
     fa_result : fairl_opt.fa.FAResult
-        A max-margin FA run on it.
+        A max-margin FA run (DataError for a MaxEnt one: it has no margin constraints).
     heldout_features : (k, d) array, optional
         Completions whose reward intervals to report.
     samples, seed : int
@@ -155,15 +154,9 @@ def geometry_summary(std_program: MarginProgram, fa_result, heldout_features=Non
     """
     from fairl_opt.geometry.volume import nested_volume_ratio
 
-    if not isinstance(std_program, MarginProgram):
-        raise DataError(f"geometry needs a max-margin program, got {type(std_program).__name__}")
-    delta, margins = fa_round_margins(fa_result)
-    if std_program.delta.shape != delta.shape or not np.array_equal(std_program.delta, delta):
-        raise DataError(f"std_program (shape {std_program.delta.shape}) is not the program of this FA result "
-                        f"(shape {delta.shape})")
-    if not np.allclose(std_program.margins, margins[0], rtol=1e-12, atol=1e-12):
-        raise DataError("std_program's margins differ from round 0 of the FA result (required margins "
-                        "minus each round's steps)")
+    if not isinstance(fa_result.standard_program, MarginProgram):
+        raise DataError(f"geometry needs a max-margin program, got {type(fa_result.standard_program).__name__}")
+    delta, margins = fa_result.standard_program.delta, fa_result.round_margins()
     scale = margin_scale(delta, margins[-1], budget)
     sets = [FeasibleSet(delta, scale * m, duplicates="merge") for m in margins]
     standard, fa = sets[0], sets[-1]

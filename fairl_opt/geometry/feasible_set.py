@@ -1,7 +1,8 @@
-"""Feasible sets of reward directions: F = {θ : ‖θ‖₂ ≤ 1, Aθ ≥ b}.
+"""Feasible sets of reward directions: F = {θ : ‖θ‖₂ ≤ 1, Aθ ≥ b} — the one convention of the geometry.
 
-The unit ball makes every F bounded, so "unbounded" never arises; F can be **empty** (then
-:class:`EmptySetError` carries a certificate) or **flat** (non-empty without interior, volume 0).
+The unit ball makes every F bounded, so "unbounded" never arises; F can be **empty** (then an
+:class:`~fairl_opt.exceptions.InfeasibleError` carries a certificate) or **flat** (non-empty without
+interior, volume 0).
 
 Sets built from a max-margin program
 ------------------------------------
@@ -11,21 +12,26 @@ directions it generates, {Δθ ≥ 0}, does not change when margins are tightene
 
     F(m; ρ) = {θ : ‖θ‖₂ ≤ 1, Δθ ≥ ρ·m}  =  ρ · (P(m) ∩ {‖θ‖₂ ≤ 1/ρ}),
 
-the rewards that meet every margin with norm at most R = 1/ρ, rescaled into the unit ball. Then
+the rewards that meet every margin with norm at most 1/ρ, rescaled into the unit ball. Then
 
 * ``F_std = F(m_std; ρ)`` and ``F_FA = F(m_FA; ρ)`` with the SAME ρ. The FA loop only raises
   margins (m_FA ≥ m_std entrywise), so F_FA ⊆ F_std, and the rounds give nested sets
-  F_0 ⊇ F_1 ⊇ … (round 0 = the standard program).
+  F_0 ⊇ F_1 ⊇ … (round 0 = the standard program; each round's margins are read from
+  :meth:`fairl_opt.fa.FAResult.round_margins`).
 * ρ is chosen so the smallest set still has interior: with n*(m) = min{‖θ‖₂ : Δθ ≥ m} (the
-  hard-margin QP's norm), ``ρ = 1 / (budget · n*(m_final))`` with ``budget > 1`` (default 2: rewards
-  up to twice the norm of the smallest reward meeting the final FA margins). At budget → 1 the FA
-  set shrinks to a point; as budget → ∞ both sets tend to the same cone and the ratio to 1, so a
-  volume ratio is always reported together with its budget.
+  hard-margin program's norm), ``ρ = 1 / (budget · n*(m_final))`` with ``budget > 1`` (default 2:
+  rewards up to twice the norm of the smallest reward meeting the final FA margins). At budget → 1
+  the FA set shrinks to a point; as budget → ∞ both sets tend to the same cone and the ratio to 1,
+  so a volume ratio is always reported together with its budget.
 * ``b = 0`` (:meth:`FeasibleSet.cone`) gives the cone of consistent directions itself; its volume
   fraction is the probability that a random direction orders every pair correctly.
 
+Code that speaks of a norm budget R instead (the claims of :mod:`fairl_opt.geometry.claims`, the
+exact checks of :mod:`fairl_opt.geometry.exact`, ``proofs/``) uses ρ = 1/R and multiplies points and
+radii by R at its boundary.
+
 Soft-margin programs contribute their hard constraints ``Δθ ≥ m`` (when those are infeasible the
-set is empty, with the Farkas certificate of :func:`fairl_opt.solvers.base.find_conflict`).
+set is empty, with the Farkas certificate of :func:`fairl_opt.solvers.find_conflict`).
 MaxEnt programs have no constraints to take a set from (the FA loop re-weights them).
 """
 
@@ -36,8 +42,8 @@ from functools import cached_property
 
 import numpy as np
 
-from fairl_opt.exceptions import DataError, SolverError
-from fairl_opt.geometry import _socp
+from fairl_opt.exceptions import DataError, InfeasibleError, SolverError
+from fairl_opt.geometry import conic
 from fairl_opt.programs import MarginProgram
 
 #: Chebyshev radius at or below which F counts as flat (no interior, volume 0).
@@ -46,26 +52,13 @@ FLAT_RADIUS = 1e-7
 CERTIFICATE_TOL = 1e-9
 
 
-class EmptySetError(DataError):
-    """F = {‖θ‖ ≤ 1, Aθ ≥ b} is empty, with a certificate.
-
-    Attributes
-    ----------
-    rows : list of int
-        Rows with a positive multiplier.
-    multipliers : ndarray
-        y ≥ 0 on those rows with ``bᵀy > ‖Aᵀy‖₂``. Any θ in F would give
-        ``bᵀy ≤ yᵀAθ ≤ ‖Aᵀy‖₂ ‖θ‖₂ ≤ ‖Aᵀy‖₂``, a contradiction.
-    bound, reach : float
-        ``bᵀy`` and ``‖Aᵀy‖₂``.
-    """
-
-    def __init__(self, message, rows=(), multipliers=None, bound=float("nan"), reach=float("nan")):
-        super().__init__(message)
-        self.rows = [int(i) for i in rows]
-        self.multipliers = multipliers
-        self.bound = float(bound)
-        self.reach = float(reach)
+def empty_set_error(message, rows, farkas, bound, reach) -> InfeasibleError:
+    """The error for an empty F: ``rows`` with multipliers ``farkas`` = y ≥ 0 and ``bound`` = bᵀy >
+    ``reach`` = ‖Aᵀy‖₂. Any θ with Aθ ≥ b on those rows has bᵀy ≤ yᵀAθ ≤ ‖Aᵀy‖₂‖θ‖₂, so none has
+    ‖θ‖ < bound/reach (the error's ``radius``, > 1: the unit ball holds no point of F)."""
+    radius = float("inf") if reach == 0 else float(bound) / float(reach)
+    return InfeasibleError(message, rows=[int(i) for i in rows], farkas=farkas, radius=radius,
+                           bound=float(bound), reach=float(reach))
 
 
 @dataclass(frozen=True)
@@ -178,13 +171,14 @@ class FeasibleSet:
         Parameters
         ----------
         result : fairl_opt.fa.FAResult
-            From a max-margin program (``required_margins`` is set).
+            From a max-margin program; its rounds' margins are read from
+            :meth:`~fairl_opt.fa.FAResult.round_margins` (DataError for a MaxEnt run).
         round : int, optional
             Return only this round's set (negative counts from the end).
         scale, budget : float
             As in :meth:`from_program`.
         """
-        delta, margins = fa_round_margins(result)
+        delta, margins = result.standard_program.delta, result.round_margins()
         if scale is None:
             scale = margin_scale(delta, margins[-1], budget)
         scale = _check_scale(scale)
@@ -251,12 +245,13 @@ class FeasibleSet:
 
     # -- convex programs ---------------------------------------------------------------------------
     def emptiness_certificate(self):
-        """An :class:`EmptySetError` proving F empty, or None when F is not empty.
+        """An :class:`~fairl_opt.exceptions.InfeasibleError` proving F empty (see
+        :func:`empty_set_error`), or None when F is not empty.
 
         A single row with ``b_i > ‖A_i‖`` (the half-space misses the ball) is reported as such.
         Otherwise, when the Chebyshev SOCP is infeasible on some set of rows, the SOCP
-        ``max cᵀy − ‖Uᵀy‖₂ s.t. y ≥ 0, Σy = 1`` over those unit rows gives the certificate (see
-        :class:`EmptySetError`), re-checked here in numpy.
+        ``max cᵀy − ‖Uᵀy‖₂ s.t. y ≥ 0, Σy = 1`` over those unit rows gives the certificate,
+        re-checked here in numpy.
         """
         if "emptiness" not in self._cache:
             self._cache["emptiness"] = self._find_emptiness_certificate()
@@ -270,17 +265,17 @@ class FeasibleSet:
         if c[i] > 1.0 + CERTIFICATE_TOL:
             y = np.zeros(self.n_rows)
             y[i] = 1.0 / self.row_norms[i]
-            return EmptySetError(
+            return empty_set_error(
                 f"F is empty: row {i} asks A_iθ >= {self.b[i]:g} but |A_iθ| <= ‖A_i‖ = "
                 f"{self.row_norms[i]:g} on the unit ball (b excludes the whole ball)",
-                rows=[i], multipliers=y[[i]], bound=float(self.b[i] * y[i]), reach=1.0,
+                [i], y[[i]], bound=float(self.b[i] * y[i]), reach=1.0,
             )
-        status, payload = _socp.chebyshev(U, c)
+        status, payload = conic.chebyshev(U, c)
         if status == "solved":
             self._cache["chebyshev"] = ChebyshevBall(np.asarray(payload[0], dtype=np.float64), payload[1])
             return None
         rows = payload
-        y_rows = _socp.emptiness_certificate(U[rows], c[rows])
+        y_rows = conic.emptiness_certificate(U[rows], c[rows])
         y_unit = np.zeros(self.n_rows)
         y_unit[rows] = y_rows
         y_unit[y_unit < 1e-9 * y_unit.max()] = 0.0
@@ -293,11 +288,11 @@ class FeasibleSet:
         support = np.flatnonzero(y_unit)
         multipliers = y_unit[support] / self.row_norms[support]
         shown = ", ".join(str(int(k)) for k in support[:10]) + (" ..." if support.size > 10 else "")
-        return EmptySetError(
+        return empty_set_error(
             f"F is empty: rows {shown} conflict inside the unit ball (multipliers y >= 0 give "
             f"bᵀy = {bound:.6g} > ‖Aᵀy‖ = {reach:.6g}, while every θ in F would have "
             "bᵀy <= ‖Aᵀy‖)",
-            rows=support.tolist(), multipliers=multipliers, bound=bound, reach=reach,
+            support.tolist(), multipliers, bound, reach,
         )
 
     def chebyshev_ball(self) -> ChebyshevBall:
@@ -307,7 +302,7 @@ class FeasibleSet:
 
         Raises
         ------
-        EmptySetError
+        InfeasibleError
             When F is empty (with the certificate of :meth:`emptiness_certificate`).
         """
         if self.n_rows == 0:
@@ -326,7 +321,7 @@ class FeasibleSet:
 
         Raises
         ------
-        EmptySetError
+        InfeasibleError
             F is empty.
         DataError
             F is flat (Chebyshev radius ≤ :data:`FLAT_RADIUS`): its volume is 0.
@@ -381,9 +376,9 @@ def _check_scale(scale) -> float:
 
 
 def smallest_norm(delta, margins) -> float:
-    """n*(m) = min{‖θ‖₂ : Δθ ≥ m} (an SOCP); :class:`EmptySetError` with a Farkas certificate
+    """n*(m) = min{‖θ‖₂ : Δθ ≥ m} (an SOCP); :class:`~fairl_opt.exceptions.InfeasibleError` with a Farkas certificate
     when ``Δθ ≥ m`` has no solution."""
-    from fairl_opt.solvers.base import find_conflict
+    from fairl_opt.solvers import find_conflict
 
     delta = np.asarray(delta, dtype=np.float64)
     margins = np.asarray(margins, dtype=np.float64)
@@ -393,17 +388,17 @@ def smallest_norm(delta, margins) -> float:
     if np.any(norms == 0):
         i = int(np.flatnonzero(norms == 0)[0])
         raise DataError(f"row {i} of delta is zero")
-    status, theta = _socp.smallest_norm(delta / norms[:, None], margins / norms)
+    status, theta = conic.smallest_norm(delta / norms[:, None], margins / norms)
     if status != "solved":
         found = find_conflict(delta, margins)
         if found is None:
             raise SolverError("the smallest-norm SOCP reported Δθ >= m infeasible, but the Farkas LP "
                               "finds it feasible: the rows are badly scaled", status=status)
         pairs, y = found
-        raise EmptySetError(
+        raise empty_set_error(
             f"the margin constraints Δθ >= m have no solution at any norm: pairs {pairs[:10]} conflict "
             "(a non-negative combination of their rows is 0 while their margins are positive)",
-            rows=pairs, multipliers=y, bound=float(y @ margins[pairs]), reach=0.0,
+            pairs, y, bound=float(y @ margins[pairs]), reach=float(np.linalg.norm(delta[pairs].T @ y)),
         )
     return float(np.linalg.norm(theta))
 
@@ -429,27 +424,3 @@ def margin_scale(delta, margins, budget: float = 2.0) -> float:
             "pass scale= explicitly or use FeasibleSet.cone"
         )
     return 1.0 / (budget * norm)
-
-
-def fa_round_margins(result) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Δ and the required margins after each round of an FA run (round 0 = the standard program).
-
-    Rebuilt backwards from ``result.required_margins`` (each round added its ``step`` to its
-    ``changed`` pairs). Not read from ``result.base_solution.program.margins``: that array can be
-    the FA loop's working array, edited after round 0 was solved.
-    """
-    program = result.base_solution.program
-    if result.required_margins is None or not isinstance(program, MarginProgram):
-        raise DataError(
-            "this FA result re-weighted a MaxEnt program: it has no margin constraints to build a "
-            "feasible set from (use a max-margin method, or FeasibleSet.cone(delta))"
-        )
-    margins = np.array(result.required_margins, dtype=np.float64)
-    if margins.shape != (program.n_pairs,):
-        raise DataError(f"required_margins has shape {margins.shape}, expected ({program.n_pairs},)")
-    rounds = [margins.copy()]
-    for record in reversed(result.history[1:]):
-        if record.step:
-            margins[np.asarray(record.changed, dtype=np.int64)] -= record.step
-        rounds.append(margins.copy())
-    return program.delta, rounds[::-1]

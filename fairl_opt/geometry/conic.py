@@ -1,19 +1,23 @@
-"""The small second-order cone programs over F = {θ : ‖θ‖₂ ≤ 1, Uθ ≥ c}, solved with Clarabel.
+"""The one conic layer of the geometry: small second-order cone programs over the sets of
+:class:`~fairl_opt.geometry.feasible_set.FeasibleSet`, F = {θ : ‖θ‖₂ ≤ 1, Uθ ≥ c}, solved with Clarabel.
 
-Rows are unit length (``FeasibleSet.unit_rows``). Three programs, all called directly through
-Clarabel's Python API (min qᵀx s.t. Ax + s = b, s ∈ K) rather than through cvxpy, whose
+Rows are unit length (``FeasibleSet.unit_rows``; callers holding raw rows and a norm budget R convert
+at their boundary, as :mod:`fairl_opt.geometry.claims` does). Every program here is called directly
+through Clarabel's Python API (min qᵀx s.t. Ax + s = b, s ∈ K) rather than through cvxpy, whose
 canonicalisation of a dense m × d block costs seconds at m = 2000, d = 384:
 
-* :func:`chebyshev` — ``max r s.t. Uθ − r ≥ c, ‖θ‖ + r ≤ 1, r ≥ 0``;
+* :func:`chebyshev` — ``max r s.t. Uθ − r ≥ c, ‖θ‖ + r ≤ 1`` with r ≥ 0, or a *signed* r (negative:
+  the rows must be relaxed by |r| to meet inside the ball), optionally inside upper bounds
+  ``Vθ + r ≤ v`` (a ball on the far side of some constraints);
 * :func:`support` — ``max φᵀθ over F`` with the multipliers y ≥ 0 of ``Uθ ≥ c``;
-* :func:`smallest_norm` — ``min ‖θ‖ s.t. Uθ ≥ c`` (no ball).
+* :func:`smallest_norm` — ``min ‖θ‖ s.t. Uθ ≥ c`` (no ball);
+* :func:`emptiness_certificate` — y ≥ 0 with ``cᵀy > ‖Uᵀy‖₂`` when F is empty.
 
-**Constraint generation.** With many rows only a few bind at an optimum, so each program is first
+**Constraint generation.** With many rows only a few bind at an optimum, so the first three are first
 solved on a working set of rows; rows the answer violates are added and it is solved again. A
 relaxation's optimum is at least as good as the true one, so once it violates no row it is the
 optimum of the full program (and relaxation infeasible ⇒ full program infeasible, with a
 certificate on the working rows that is also one for all rows).
-:func:`emptiness_certificate` finds that certificate: y ≥ 0 with ``cᵀy > ‖Uᵀy‖₂``.
 """
 
 from __future__ import annotations
@@ -28,17 +32,24 @@ from fairl_opt.exceptions import SolverError
 DIRECT_ROWS = 400
 #: A row counts as violated above this (unit rows, so it is a distance).
 VIOLATION_TOL = 1e-9
+#: Clarabel's gap and feasibility tolerances (unit rows inside the unit ball: absolute units).
+TOLERANCE = 1e-10
 _SOLVED = ("Solved", "AlmostSolved")
 _INFEASIBLE = ("PrimalInfeasible", "AlmostPrimalInfeasible")
 
 
-def _solve(q, blocks, cones, what):
-    """min qᵀx s.t. A x + s = b, s ∈ cones; ``blocks`` is a list of (A_block, b_block)."""
+def solve_conic(q, blocks, cones, what):
+    """min qᵀx s.t. A x + s = b, s ∈ cones, with ``blocks`` a list of (A_block, b_block) stacked in
+    the order of ``cones``.
+
+    Returns ``("solved", x, z)`` (z: the multipliers of the stacked rows) or
+    ``("infeasible", None, None)``; any other Clarabel status is a :class:`SolverError` naming ``what``.
+    """
     A = sp.csc_matrix(np.vstack([a for a, _ in blocks]))
     b = np.concatenate([bb for _, bb in blocks])
     settings = clarabel.DefaultSettings()
     settings.verbose = False
-    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-10
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = TOLERANCE
     settings.max_iter = 500
     settings.max_threads = 1
     P = sp.csc_matrix((len(q), len(q)))
@@ -87,25 +98,43 @@ def _generate(U, c, solve_rows, violation, initial_priority):
     raise SolverError("constraint generation did not settle")  # pragma: no cover - adds rows each pass
 
 
-def chebyshev(U, c):
-    """("solved", (centre, radius)) or ("infeasible", rows whose subset is already empty)."""
+def chebyshev(U, c, *, upper=None, signed=False):
+    """The largest ball {‖θ − centre‖ ≤ r} inside {‖θ‖ ≤ 1, Uθ ≥ c} (∩ {Vθ ≤ v} for ``upper=(V, v)``).
+
+    ``max r  s.t.  U_iθ − r ≥ c_i,  V_jθ + r ≤ v_j,  ‖θ‖ + r ≤ 1`` and ``r ≥ 0`` (default), or with r
+    free (``signed=True``; r ≤ 1 keeps it bounded): then the program is always feasible and r < 0 says
+    by how much the rows must be relaxed to meet inside the ball. V has unit rows; the upper rows are
+    always in the working set.
+
+    Returns
+    -------
+    ("solved", (centre, radius)) or ("infeasible", rows)
+        ``rows``: a working set of rows that is already empty (only without ``signed``).
+    """
     m, d = U.shape
+    V, v = (np.zeros((0, d)), np.zeros(0)) if upper is None else (np.atleast_2d(upper[0]), np.ravel(upper[1]))
 
     def solve_rows(rows):
         k = rows.size
-        # x = (θ, r): U_Wθ − r − c_W ≥ 0, r ≥ 0, (1 − r, θ) ∈ SOC
-        rows_block = np.hstack([-U[rows], np.ones((k, 1))])
+        # x = (θ, r): U_Wθ − r − c_W ≥ 0, [v − Vθ − r ≥ 0], r ≥ 0 (or 1 − r ≥ 0), (1 − r, θ) ∈ SOC
+        blocks = [(np.hstack([-U[rows], np.ones((k, 1))]), -c[rows])]
+        if V.shape[0]:
+            blocks.append((np.hstack([V, np.ones((V.shape[0], 1))]), v))
         sign_block = np.zeros((1, d + 1))
-        sign_block[0, d] = -1.0
+        sign_block[0, d] = 1.0 if signed else -1.0
+        blocks.append((sign_block, np.ones(1) if signed else np.zeros(1)))
         ball_A, ball_b = _ball_block(d, 1)
         ball_A[0, d] = 1.0
+        blocks.append((ball_A, ball_b))
         q = np.zeros(d + 1)
         q[d] = -1.0
-        status, x, _ = _solve(
-            q, [(rows_block, -c[rows]), (sign_block, np.zeros(1)), (ball_A, ball_b)],
-            [clarabel.NonnegativeConeT(k + 1), clarabel.SecondOrderConeT(d + 1)], "Chebyshev-centre SOCP",
+        status, x, _ = solve_conic(
+            q, blocks, [clarabel.NonnegativeConeT(k + V.shape[0] + 1), clarabel.SecondOrderConeT(d + 1)],
+            "Chebyshev-centre SOCP",
         )
-        return status, None if x is None else (x[:d], max(0.0, float(x[d])))
+        if x is None:
+            return status, None
+        return status, (x[:d], float(x[d]) if signed else max(0.0, float(x[d])))
 
     status, payload, rows = _generate(
         U, c, solve_rows, lambda p: c + p[1] - U @ p[0], initial_priority=c,
@@ -114,14 +143,17 @@ def chebyshev(U, c):
 
 
 def support(U, c, phi):
-    """max φᵀθ over F: ("solved", (θ, y over all rows)) or ("infeasible", rows)."""
+    """max φᵀθ over F: ("solved", (θ, y over all rows)) or ("infeasible", rows).
+
+    Weak duality with the multipliers y ≥ 0 of ``Uθ ≥ c``: ``max_F φᵀθ ≤ ‖φ + Uᵀy‖₂ − cᵀy``.
+    """
     m, d = U.shape
     unit = phi / max(np.linalg.norm(phi), 1e-300)
 
     def solve_rows(rows):
         k = rows.size
         ball_A, ball_b = _ball_block(d, 0)
-        status, x, z = _solve(
+        status, x, z = solve_conic(
             -phi, [(-U[rows], -c[rows]), (ball_A, ball_b)],
             [clarabel.NonnegativeConeT(k), clarabel.SecondOrderConeT(d + 1)], "reward-interval SOCP",
         )
@@ -150,7 +182,7 @@ def smallest_norm(U, c):
         ball_A[1:, :d] = -np.eye(d)
         q = np.zeros(d + 1)
         q[d] = 1.0
-        status, x, _ = _solve(
+        status, x, _ = solve_conic(
             q, [(rows_block, -c[rows]), (ball_A, np.zeros(d + 1))],
             [clarabel.NonnegativeConeT(k), clarabel.SecondOrderConeT(d + 1)], "smallest-norm SOCP",
         )
@@ -170,7 +202,7 @@ def emptiness_certificate(U, c):
     soc_block[0, m] = -1.0
     soc_block[1:, :m] = -U.T
     q = np.r_[-c, 1.0]
-    status, x, _ = _solve(
+    status, x, _ = solve_conic(
         q, [(sum_block, np.ones(1)), (nonneg_block, np.zeros(m)), (soc_block, np.zeros(d + 1))],
         [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(m), clarabel.SecondOrderConeT(d + 1)],
         "emptiness-certificate SOCP",
