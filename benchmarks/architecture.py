@@ -28,7 +28,7 @@ LAYERS = [
     ("solvers", ("fairl_opt.solvers",)),
     ("failure-aware loop", ("fairl_opt.failures", "fairl_opt.fa")),
     ("estimators and measures", ("fairl_opt.estimators", "fairl_opt.metrics", "fairl_opt.simulate")),
-    ("geometry", ("fairl_opt.geometry", "fairl_opt.certify")),
+    ("geometry", ("fairl_opt.geometry",)),
     ("models and jobs", ("fairl_opt.jobs", "fairl_opt.lm")),
     ("experiments", ("fairl_opt.detox", "fairl_opt.demo")),
     ("command line", ("fairl_opt.cli", "fairl_opt.__init__", "fairl_opt.__main__")),

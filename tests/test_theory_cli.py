@@ -118,6 +118,24 @@ def test_certify_writes_out_file(planted, tmp_path):
     assert json.loads(target.read_text())["strict_inclusion"] is True
 
 
+def test_certify_passes_its_fa_settings_unchanged(planted, capsys):
+    """The FA options are FASettings' own: --margin-step is the step of the witness pair's FA margin, and
+    --max-rounds 0 runs no FA round (so nothing is tightened); certify_claims takes the same object."""
+    from fairl_opt.fa import FASettings
+
+    out = _run(["certify", str(planted), "--margin-step", "0.25", "--no-volume"], capsys)
+    assert out["strict_inclusion"] is True and out["certified"] == "exact"
+    scores = _exact_rows(PreferencePairs.load(planted).delta, np.array(out["witness"]))
+    assert 1 <= scores[out["witness_pair"]] < 1 + Fraction(0.25)
+    out = _run(["certify", str(planted), "--max-rounds", "0", "--no-volume"], capsys)
+    assert out["rounds"] == 0 and out["n_tightened"] == 0 and out["strict_inclusion"] is False
+    pairs = PreferencePairs.load(planted)
+    direct = certify_claims(pairs, volume=False, settings=FASettings(max_rounds=0))
+    assert direct["n_tightened"] == 0
+    with pytest.raises(DataError, match="FASettings"):
+        certify_claims(pairs, volume=False, settings={"max_rounds": 0})
+
+
 def test_certify_claims_rejects_bad_options(planted):
     pairs = PreferencePairs.load(planted)
     with pytest.raises(DataError, match="method"):
