@@ -1,7 +1,8 @@
 """The main job on default data: standard vs failure-aware, for each program, on planted problems.
 
-Until the real detox dataset lands, the default data are planted problems from
-:func:`fairl_opt.simulate.simulate` in two regimes:
+The data are planted problems from :func:`fairl_opt.simulate.simulate`, where the true reward is
+known, in two regimes (the real detox dataset in ``data/detox`` has its own experiment, ``fairl detox
+run``, :mod:`fairl_opt.detox.experiment`):
 
 * ``isotropic`` — Bradley–Terry-like pairs over isotropic Gaussian features;
 * ``detox`` — a minority of informative T→NT pairs among NT→NT pairs whose Δ is mostly nuisance.
@@ -9,7 +10,7 @@ Until the real detox dataset lands, the default data are planted problems from
 Each method is fitted on a prompt-level training split and judged on held-out prompts: pairwise
 accuracy on held-out pairs, ROC-AUC of the held-out labelled completions scored by the reward, STARC
 distance to the true reward on those completions, and the number of FA rounds. Hyper-parameters are
-fixed in :data:`DEFAULT_OPTIONS` (never tuned on the test split).
+fixed in :data:`DEFAULT_OPTIONS` and :data:`DEFAULT_FA_SETTINGS` (never tuned on the test split).
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fairl_opt.estimators import make_estimator
+from fairl_opt.estimators import get_method, make_estimator
+from fairl_opt.fa import FASettings
 from fairl_opt.metrics import classification_metrics, fit_threshold, pairwise_accuracy, starc_distance
 from fairl_opt.simulate import simulate
 
+#: The methods of :data:`fairl_opt.estimators.METHODS`, in the order of the table.
 METHODS = ("mm-qp", "fa-mm-qp", "mm-lp", "fa-mm-lp", "maxent", "fa-maxent")
 
 #: Fixed settings of the demo (soft margins: the planted pairs are not always separable).
 DEFAULT_OPTIONS = dict(margin="soft", C=1.0, reg=1.0)
-DEFAULT_FA_OPTIONS = dict(near_tie_quantile=0.1, oof_folds=5, max_rounds=5, margin_step=0.5, upweight=2.0)
+#: FA settings of the demo (the problem's seed replaces ``seed``).
+DEFAULT_FA_SETTINGS = FASettings(near_tie_quantile=0.1, oof_folds=5, max_rounds=5, margin_step=0.5, upweight=2.0)
 
 
 @dataclass
@@ -83,13 +87,14 @@ def run_demo(
             train_idx, test_idx = problem.pairs.train_test_split(test_fraction=0.3, seed=seed)
             train = problem.pairs.subset(train_idx)
             for method in methods:
-                fa_options = dict(DEFAULT_FA_OPTIONS, seed=seed) if method.startswith("fa-") else {}
-                model = make_estimator(method, **DEFAULT_OPTIONS, **fa_options)
+                failure_aware = get_method(method).failure_aware
+                settings = DEFAULT_FA_SETTINGS.replace(seed=seed) if failure_aware else None
+                model = make_estimator(method, **DEFAULT_OPTIONS, settings=settings)
                 start = time.perf_counter()
                 model.fit(train)
                 seconds = time.perf_counter() - start
                 metrics = evaluate(model.theta_, problem, train_idx, test_idx)
-                rounds = len(model.history_) - 1 if method.startswith("fa-") else 0
+                rounds = len(model.history_) - 1 if failure_aware else 0
                 rows.append(DemoRow(regime, method, seed, rounds=rounds, seconds=seconds, **metrics))
                 if progress:
                     progress(f"{regime} seed {seed} {method}: auc {metrics['roc_auc']:.3f} ({seconds:.2f}s)")
@@ -123,9 +128,9 @@ def format_table(rows: list[DemoRow]) -> str:
     lines.append("")
     lines.append("FA − standard (mean over seeds; + is better except STARC, where − is better):")
     for regime, method in keys:
-        if not method.startswith("fa-"):
+        base = get_method(method).program
+        if base == method:
             continue
-        base = method[3:]
         fa = [r for r in rows if r.regime == regime and r.method == method]
         std = [r for r in rows if r.regime == regime and r.method == base]
         if not std:

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from fairl_opt import metrics
+from fairl_opt.exceptions import DataError
+from fairl_opt.metrics import classification as metrics_classification
+from fairl_opt.metrics import distances as metrics_distances
 from fairl_opt.metrics import (
     canonicalise_rewards,
     classification_metrics,
@@ -66,9 +68,29 @@ def _shift(pids, n, consts):
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 9
-    assert result.failed == 0
+    attempted = 0
+    for module in (metrics_classification, metrics_distances):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0
+        attempted += result.attempted
+    assert attempted >= 9
+
+
+@pytest.mark.parametrize("call", [
+    lambda: pairwise_accuracy([1.0, 0.0], [[1.0], [1.0, 2.0]]),  # ragged rows
+    lambda: pairwise_accuracy(object(), [[1.0]]),
+    lambda: classification_metrics([0.1, 0.2], [0, 1], [[0.0], [1.0, 2.0]]),
+    lambda: classification_metrics([0.1, 0.2], [1, 1], 0.0),  # one class: ROC-AUC undefined
+    lambda: fit_threshold([0.1, 0.2], [0, 1], criterion="auc"),
+    lambda: starc_distance([1.0, 2.0], [1.0, 2.0], prompt_ids=[None, 1]),  # ids not comparable
+    lambda: epic_distance([1.0, 1.0], [1.0, 2.0]),
+])
+def test_every_bad_input_is_a_data_error(call):
+    """One error type for bad input (a ValueError too, so ``except ValueError`` callers still work):
+    the ``fairl`` command turns it into exit status 2 instead of a traceback."""
+    with pytest.raises(DataError) as info:
+        call()
+    assert isinstance(info.value, ValueError)
 
 
 # ---------------------------------------------------------------------------
@@ -106,7 +128,7 @@ def test_pairwise_accuracy_accepts_lists_and_returns_float():
     ],
 )
 def test_pairwise_accuracy_validation(theta, delta, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
         pairwise_accuracy(theta, delta)
 
 
@@ -189,7 +211,7 @@ def test_fit_threshold_adjacent_floats_keep_split():
     ],
 )
 def test_fit_threshold_validation(rewards, labels, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
         fit_threshold(rewards, labels)
 
 
@@ -264,7 +286,7 @@ def test_roc_auc_matches_sklearn_continuous(values, data):
     ],
 )
 def test_classification_metrics_validation(rewards, labels, threshold, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
         classification_metrics(rewards, labels, threshold)
 
 
@@ -296,7 +318,7 @@ def test_canonicalise_removes_prompt_means_only(data):
 
 
 def test_canonicalise_overflow_is_reported():
-    with pytest.raises(ValueError, match=r"canonicalised rewards overflow"):
+    with pytest.raises(DataError, match=r"canonicalised rewards overflow"):
         canonicalise_rewards([-1.7e308, 1.7e308, 1.7e308])
 
 
@@ -313,7 +335,7 @@ def test_canonicalise_overflow_is_reported():
     ],
 )
 def test_canonicalise_validation(rewards, prompt_ids, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
         canonicalise_rewards(rewards, prompt_ids)
 
 
@@ -369,11 +391,11 @@ def test_starc_zero_reward_convention():
 
 
 def test_epic_zero_variance_raises():
-    with pytest.raises(ValueError, match=r"rewards_a has zero variance"):
+    with pytest.raises(DataError, match=r"rewards_a has zero variance"):
         epic_distance([5.0, 5.0, -2.0, -2.0], [1.0, 2.0, 4.0, 3.0], [0, 0, 1, 1])
-    with pytest.raises(ValueError, match=r"rewards_b has zero variance"):
+    with pytest.raises(DataError, match=r"rewards_b has zero variance"):
         epic_distance([1.0, 2.0, 3.0], [4.0, 4.0, 4.0])
-    with pytest.raises(ValueError, match=r"rewards_a has zero variance"):
+    with pytest.raises(DataError, match=r"rewards_a has zero variance"):
         epic_distance([1e6, 1e6 + 1e-7, 1e6], [1.0, 2.0, 3.0])
 
 
@@ -400,7 +422,7 @@ def test_distances_survive_huge_rewards():
     ],
 )
 def test_distance_validation(fn, a, b, prompt_ids, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
         fn(a, b, prompt_ids)
 
 
@@ -480,5 +502,5 @@ def test_fit_threshold_f1_matches_brute_force_sklearn():
         cuts = np.concatenate(([r.min() - 1], np.unique(r)))
         best = max(f1_score(y, r > c, zero_division=0) for c in cuts)
         assert f1_score(y, r > t, zero_division=0) == pytest.approx(best)
-    with pytest.raises(ValueError, match="criterion"):
+    with pytest.raises(DataError, match="criterion"):
         fit_threshold(r, y, criterion="auc")
