@@ -323,17 +323,16 @@ def methods_with(option: str) -> tuple[str, ...]:
 
 
 def make_estimator(method: str, *, margin="soft", C=1.0, reg=1.0, norm=None, backend="auto", settings=None,
-                   verbose=False, **setting_changes):
+                   verbose=False):
     """The estimator a method name of :data:`METHODS` means.
 
     ``margin``, ``C`` and ``norm`` (``mm-lp``: ``"l1"`` when None) go to the max-margin programs,
-    ``reg`` to MaxEnt, ``settings`` (an :class:`FASettings`) and ``verbose`` to the ``fa-*`` methods.
-    FA settings may also be given by name (``seed=1``): they replace those fields of ``settings``.
+    ``reg`` to MaxEnt, ``settings`` (an :class:`FASettings`, default ``FASettings()``) and ``verbose``
+    to the ``fa-*`` methods; ``backend`` to every one.
+
+    >>> model = make_estimator("fa-maxent", reg=2.0, settings=FASettings(max_rounds=1))
+    >>> model.estimator, model.settings.max_rounds
+    (MaxEntReward(reg=2.0), 1)
     """
-    entry = get_method(method)
-    if setting_changes:
-        if not entry.failure_aware:
-            raise DataError(f"FA settings {sorted(setting_changes)} apply to the fa-* methods only, not {method}")
-        settings = (FASettings() if settings is None else settings).replace(**setting_changes)
-    return entry.build(margin=margin, C=C, reg=reg, norm=norm, backend=backend, settings=settings,
-                       verbose=verbose)
+    return get_method(method).build(margin=margin, C=C, reg=reg, norm=norm, backend=backend, settings=settings,
+                                    verbose=verbose)
