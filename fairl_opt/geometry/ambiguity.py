@@ -41,13 +41,16 @@ class RewardIntervals:
 
     @property
     def width(self) -> np.ndarray:
+        """upper − lower for each feature row."""
         return self.upper - self.lower
 
     @property
     def mean_width(self) -> float:
+        """The mean width over the feature rows (the summary's ambiguity measure)."""
         return float(self.width.mean())
 
     def to_dict(self) -> dict:
+        """JSON-ready: mean and max width, both ends of every interval, the largest duality gap."""
         return {"mean_width": self.mean_width, "max_width": float(self.width.max()),
                 "lower": self.lower, "upper": self.upper, "max_gap": self.max_gap}
 

@@ -321,7 +321,7 @@ def certify_claims(pairs, method="fa-mm-qp", margin="hard", C=1.0, samples=None,
     except InfeasibleError as exc:
         if verified_conflict(pairs.delta, program.margins) is None:
             raise SolverError(
-                f"the backend reported the hard margin infeasible (pairs {exc.conflicting_pairs[:10]}), but no "
+                f"the backend reported the hard margin infeasible (pairs {exc.rows[:10]}), but no "
                 "Farkas certificate survives an exact check on unit-scaled rows: the data are badly scaled "
                 "(rescale the embeddings), not provably infeasible"
             ) from exc
@@ -329,7 +329,7 @@ def certify_claims(pairs, method="fa-mm-qp", margin="hard", C=1.0, samples=None,
                    volume_ratio_reason="no FA run: the standard hard-margin program is infeasible",
                    failed_assumption=(
                        f"F_std is empty: the hard-margin constraints are infeasible (pairs "
-                       f"{exc.conflicting_pairs[:10]} conflict); with --margin soft the FA loop runs, but "
+                       f"{exc.rows[:10]} conflict); with --margin soft the FA loop runs, but "
                        "the set of rewards meeting every margin is still empty"))
         return out
     rounds = result.round_margins()

@@ -115,6 +115,7 @@ def chebyshev(U, c, *, upper=None, signed=False):
     V, v = (np.zeros((0, d)), np.zeros(0)) if upper is None else (np.atleast_2d(upper[0]), np.ravel(upper[1]))
 
     def solve_rows(rows):
+        """Solve the Chebyshev SOCP on the working rows ``rows`` (and every upper row)."""
         k = rows.size
         # x = (θ, r): U_Wθ − r − c_W ≥ 0, [v − Vθ − r ≥ 0], r ≥ 0 (or 1 − r ≥ 0), (1 − r, θ) ∈ SOC
         blocks = [(np.hstack([-U[rows], np.ones((k, 1))]), -c[rows])]
@@ -151,6 +152,7 @@ def support(U, c, phi):
     unit = phi / max(np.linalg.norm(phi), 1e-300)
 
     def solve_rows(rows):
+        """Solve the support SOCP on the working rows; y is zero off them."""
         k = rows.size
         ball_A, ball_b = _ball_block(d, 0)
         status, x, z = solve_conic(
@@ -174,6 +176,7 @@ def smallest_norm(U, c):
     m, d = U.shape
 
     def solve_rows(rows):
+        """Solve the smallest-norm SOCP on the working rows."""
         k = rows.size
         # x = (θ, t): U_Wθ − c_W ≥ 0, (t, θ) ∈ SOC
         rows_block = np.hstack([-U[rows], np.zeros((k, 1))])

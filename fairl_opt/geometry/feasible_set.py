@@ -99,6 +99,7 @@ class FeasibleSet:
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
+        """Validate A and b (shapes, finite values, no zero row) and handle duplicate rows."""
         A = np.asarray(self.A)
         if A.dtype.kind not in "fiub":
             raise DataError(f"A must be a numeric array, got dtype {A.dtype}")
@@ -191,10 +192,12 @@ class FeasibleSet:
     # -- basic properties --------------------------------------------------------------------------
     @property
     def dim(self) -> int:
+        """d, the dimension of θ."""
         return self.A.shape[1]
 
     @property
     def n_rows(self) -> int:
+        """m, the number of constraint rows (after merging duplicates)."""
         return self.A.shape[0]
 
     @property
@@ -204,6 +207,7 @@ class FeasibleSet:
 
     @cached_property
     def row_norms(self) -> np.ndarray:
+        """‖A_i‖₂ of every row."""
         return np.linalg.norm(self.A, axis=1)
 
     @cached_property
@@ -258,6 +262,7 @@ class FeasibleSet:
         return self._cache["emptiness"]
 
     def _find_emptiness_certificate(self):
+        """The work of :meth:`emptiness_certificate` (uncached); also caches the Chebyshev ball it finds."""
         if self.n_rows == 0:
             return None
         U, c = self.unit_rows
@@ -337,6 +342,7 @@ class FeasibleSet:
 
 
 def _handle_duplicates(A, b, mode):
+    """Identical rows of A: a DataError naming two of them (``"error"``), or one row each with the largest b (``"merge"``)."""
     if A.shape[0] < 2:
         return A, b
     _, first, inverse = np.unique(A, axis=0, return_index=True, return_inverse=True)
@@ -360,6 +366,7 @@ def _handle_duplicates(A, b, mode):
 
 
 def _check_margin_program(program) -> MarginProgram:
+    """The program, or a DataError when it has no margin constraints to take a set from."""
     if not isinstance(program, MarginProgram):
         raise DataError(
             f"a feasible set needs margin constraints Δθ >= m; {type(program).__name__} has none "
@@ -369,6 +376,7 @@ def _check_margin_program(program) -> MarginProgram:
 
 
 def _check_scale(scale) -> float:
+    """ρ as a float, or a DataError when it is not positive and finite."""
     scale = float(scale)
     if not (np.isfinite(scale) and scale > 0):
         raise DataError(f"scale ρ must be positive and finite, got {scale}")

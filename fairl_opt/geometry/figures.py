@@ -171,6 +171,7 @@ def draw_3d(path, seed: int = 0, n_points: int = 3000):
 
 
 def main(argv=None) -> int:
+    """Draw the 2-d and 3-d figures into ``--out``; returns 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/figures", help="output folder")
     parser.add_argument("--seed", type=int, default=0)

@@ -47,6 +47,7 @@ def _recompute_slacks(AT, b, x, s):
 
 @njit(cache=True)
 def _weighted_min_slack(s, weights):
+    """min over rows with w_i > 0 of s_i·w_i (inf when no weight is positive)."""
     best = np.inf
     for i in range(s.shape[0]):
         w = weights[i]
@@ -104,6 +105,7 @@ def _next_coordinate(order, pos):
 
 @njit(cache=True, fastmath=True)
 def _axpy(t, col, s):
+    """s += t·col, in place."""
     for i in range(s.shape[0]):
         s[i] += t * col[i]
 
@@ -136,6 +138,7 @@ def reciprocals(AT):
 
 @njit(cache=True)
 def _record(c, r, x, s, weights, threshold, stats, keep, found, trace):
+    """Chain c's record r: its weighted minimum slack, its point kept when the statistic reaches the threshold, and the trace."""
     value = _weighted_min_slack(s, weights)
     stats[c, r] = value
     if value >= threshold:
@@ -207,6 +210,7 @@ def coordinate_hit_and_run(AT, INV, b, X, S, radius2, weights, threshold, n_reco
 
 @njit(cache=True, fastmath=True)
 def _dot(u, v):
+    """uᵀv."""
     acc = 0.0
     for k in range(u.shape[0]):
         acc += u[k] * v[k]
@@ -336,6 +340,7 @@ def warm_up() -> None:
     w = np.ones(2)
 
     def state():
+        """A fresh one-chain state (X, S, stats, keep, found, trace) at θ = (0.1, 0.1)."""
         X = np.full((1, 2), 0.1)
         empty = np.empty((1, 2))
         return X, X @ A.T - b, empty.copy(), empty.copy(), np.zeros(1, dtype=np.bool_), np.empty((1, 0, 2))
