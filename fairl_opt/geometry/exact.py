@@ -9,10 +9,13 @@ The statements are about the data in their own units: for margins m and a norm b
 ``F(m; R) = {θ : ‖θ‖₂ ≤ R, Δθ ≥ m}``. A :class:`~fairl_opt.geometry.feasible_set.FeasibleSet`
 ``{‖θ‖ ≤ 1, Aθ ≥ b}`` is the case R = 1, Δ = A, m = b.
 
-Farkas radii: :func:`exact_farkas_radius` is the rational, rounded-down version of
-:func:`fairl_opt.solvers.infeasibility.farkas_radius` (the backends' float-level test, which falls back to a
-rounding bound on large supports and does not round the multipliers); the claims need the certified
-one, so both are kept.
+Farkas radii: :func:`exact_farkas_radius` is the certified version of
+:func:`fairl_opt.solvers.infeasibility.farkas_radius`, the backends' test whether a certificate rules
+out every θ float64 resolves. That one returns float(bound)/sqrt(float(‖Δᵀy‖²)) without rounding it
+down, falls back to a floating-point error bound on large supports and takes y as it is; this one
+rounds the radius down until it is proved, always works in rationals and also tries y rounded to
+nearby rationals (which often makes Δᵀy = 0 exactly). The claims need the proved value, the backends
+the fast one: both stay.
 """
 
 from __future__ import annotations
