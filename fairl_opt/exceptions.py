@@ -17,26 +17,39 @@ class DataError(FairlError, ValueError):
 
 
 class InfeasibleError(FairlError):
-    """A hard-margin program has no feasible θ, proved by a Farkas certificate that verifies on the
-    original rows.
+    """No θ meets the constraints, proved by a Farkas certificate that verifies on the original rows:
+    a hard-margin program (the solvers) or an empty feasible set (the geometry). The one error type
+    for infeasibility.
 
     Attributes
     ----------
-    conflicting_pairs : list of int
-        Pair indices of a conflicting set: the support of a Farkas certificate y ≥ 0 with
-        Σ y_i Δ_i = 0 and Σ y_i m_i > 0, so no θ satisfies all of them.
+    rows : list of int
+        A conflicting set: the support of a Farkas certificate y ≥ 0 with Σ y_i Δ_i = 0 (or small
+        enough, see ``radius``) and Σ y_i m_i > 0, so no θ satisfies all of them. For a program
+        these are pair indices.
     farkas : ndarray or None
-        The certificate y over those pairs.
+        The certificate y over those rows.
     radius : float or None
         What the certificate proves in floating point: no θ with ‖θ‖₂ < radius satisfies the
-        conflicting pairs (∞ when Σ y_i Δ_i is exactly 0).
+        conflicting rows (∞ when Σ y_i Δ_i is exactly 0).
+    bound, reach : float
+        For a feasible set inside a ball (the geometry): the certificate's bound Σ y_i b_i and the
+        most the ball can reach, ‖Σ y_i a_i‖·radius; bound > reach proves emptiness. NaN otherwise.
     """
 
-    def __init__(self, message, conflicting_pairs=(), farkas=None, radius=None):
+    def __init__(self, message, rows=(), farkas=None, radius=None, *, bound=float("nan"),
+                 reach=float("nan")):
         super().__init__(message)
-        self.conflicting_pairs = list(conflicting_pairs)
+        self.rows = [int(i) for i in rows]
         self.farkas = farkas
         self.radius = radius
+        self.bound = bound
+        self.reach = reach
+
+    @property
+    def conflicting_pairs(self) -> list:
+        """The conflicting rows, named as pairs (the same list as :attr:`rows`)."""
+        return self.rows
 
 
 class SolverError(FairlError):

@@ -90,7 +90,7 @@ def test_truly_contradictory_pairs_are_infeasible_with_a_certificate_that_verifi
     delta[13] = -(delta[0] + delta[1])
     with pytest.raises(InfeasibleError) as info:
         MaxMarginReward(margin="hard").fit(PreferencePairs(delta, np.zeros_like(delta), duplicates="allow"))
-    pairs, y = info.value.conflicting_pairs, info.value.farkas
+    pairs, y = info.value.rows, info.value.farkas
     assert (y > 0).all() and np.ones(len(pairs)) @ y > 0
     combined = delta[pairs].T @ y
     assert np.linalg.norm(combined) <= 1e-12 * (np.abs(delta[pairs]).T @ y).max()
@@ -210,7 +210,7 @@ def test_huge_margin_steps_are_refused_not_overflowed():
 
 def test_separation_lp_agrees_with_an_exact_feasibility_check():
     """relative_margin > 0 exactly when linprog finds Δθ ≥ m (an independent check)."""
-    from fairl_opt.solvers.base import relative_margin
+    from fairl_opt.solvers.infeasibility import relative_margin
 
     rng = np.random.default_rng(11)
     for trial in range(10):

@@ -400,7 +400,7 @@ def judge(case: Case, backend: str, reference: ref.Reference) -> tuple[str, str]
 def judge_infeasible(case: Case, exc: InfeasibleError, reference: ref.Reference) -> tuple[str, str]:
     if not case.kind.endswith("hard"):
         return "infeasible-soft", f"InfeasibleError on a soft/maxent program: {exc}"
-    check = ref.check_farkas(case.delta, case.margins, exc.conflicting_pairs, exc.farkas)
+    check = ref.check_farkas(case.delta, case.margins, exc.rows, exc.farkas)
     if reference.found:
         norm = float(np.linalg.norm(reference.theta))
         return "infeasible-false", (f"InfeasibleError but θ from {reference.source} (‖θ‖={norm:.3e}) satisfies "
@@ -523,7 +523,7 @@ def test_regression_thin_slab_not_infeasible():
     except NumericalRangeError:
         return
     except InfeasibleError as exc:
-        check = ref.check_farkas(D, np.ones(60), exc.conflicting_pairs, exc.farkas)
+        check = ref.check_farkas(D, np.ones(60), exc.rows, exc.farkas)
         pytest.fail(f"InfeasibleError on feasible data (‖witness‖ = {np.linalg.norm(witness):.3e}; the "
                     f"certificate covers only ‖θ‖ < {check['radius']:.3e})")
     theta = model.theta_

@@ -185,7 +185,7 @@ def test_infeasible_hard_margin_names_opposite_pairs(norm):
     backend = HighsLP(initial_rows=3, batch=5)
     with pytest.raises(InfeasibleError) as info:
         backend.solve(MarginProgram(delta, margins, norm))
-    assert sorted(info.value.conflicting_pairs) == [4, 17]
+    assert sorted(info.value.rows) == [4, 17]
     assert "4" in str(info.value) and "17" in str(info.value)
     # the same backend recovers on a feasible program
     ok = backend.solve(MarginProgram(np.delete(delta, 17, axis=0), np.delete(margins, 17), norm))
@@ -197,7 +197,7 @@ def test_infeasible_cycle_names_all_three_pairs():
     delta[20] = -(delta[2] + delta[9])  # Δ_2 + Δ_9 + Δ_20 = 0 with positive margins
     with pytest.raises(InfeasibleError) as info:
         HighsLP().solve(MarginProgram(delta, margins, "l1"))
-    assert sorted(info.value.conflicting_pairs) == [2, 9, 20]
+    assert sorted(info.value.rows) == [2, 9, 20]
     # a soft margin is always feasible
     assert HighsLP().solve(MarginProgram(delta, margins, "l1", 1.0)).certificate.optimal
 

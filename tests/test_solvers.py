@@ -221,7 +221,7 @@ def test_infeasible_hard_margin_names_conflicting_pairs():
     delta[5] = -delta[2]  # pair 5 contradicts pair 2
     with pytest.raises(InfeasibleError, match=r"pairs .*2.*5|pairs .*5.*2") as info:
         solve(MarginProgram(delta), "cvxpy")
-    assert set(info.value.conflicting_pairs) == {2, 5}
+    assert set(info.value.rows) == {2, 5}
     soft = solve(MarginProgram(delta, C=1.0), "cvxpy")
     assert soft.certificate.optimal
 

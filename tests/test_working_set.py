@@ -113,7 +113,7 @@ def test_infeasible_hard_margin_is_named():
     delta[11] = -delta[4]
     with pytest.raises(InfeasibleError) as info:
         WorkingSetQP().solve(MarginProgram(delta))
-    assert set(info.value.conflicting_pairs) == {4, 11}
+    assert set(info.value.rows) == {4, 11}
 
 
 def test_fa_rounds_match_reference_backend():

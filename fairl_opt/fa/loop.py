@@ -332,7 +332,7 @@ def _tighten_margins(state, new, step, backoff, backend, previous, tightened, du
         if largest <= 1e-9 * scale:
             return previous, 0.0, (
                 f"no positive tightening admissible for pairs {new[:10].tolist()} "
-                f"(conflicting set {exc.conflicting_pairs[:10]}); left unchanged"
+                f"(conflicting set {exc.rows[:10]}); left unchanged"
             )
         used = backoff * largest
         state.margins[new] += used
@@ -341,6 +341,6 @@ def _tighten_margins(state, new, step, backoff, backend, previous, tightened, du
         tightened.update(new.tolist())
         return solution, used, (
             f"margin +{step:g} on {new.size} pair(s) is infeasible (conflicting pairs "
-            f"{exc.conflicting_pairs[:10]}); backed off to +{used:.6g} = {backoff:g} x the largest "
+            f"{exc.rows[:10]}); backed off to +{used:.6g} = {backoff:g} x the largest "
             f"admissible step {largest:.6g}"
         )

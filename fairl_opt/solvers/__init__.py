@@ -2,7 +2,8 @@
 
 from fairl_opt.exceptions import DataError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
-from fairl_opt.solvers.base import Backend, Solution, find_conflict, max_admissible_tightening
+from fairl_opt.solvers.base import Backend, Solution
+from fairl_opt.solvers.infeasibility import find_conflict, max_admissible_tightening, relative_margin
 from fairl_opt.solvers.certificate import Certificate, certify
 from fairl_opt.solvers.highs_lp import HighsLP
 from fairl_opt.solvers.lbfgs import LbfgsMaxEnt
@@ -64,6 +65,7 @@ __all__ = [
     "find_conflict",
     "get_backend",
     "max_admissible_tightening",
+    "relative_margin",
     "solve",
     "WorkingSetQP",
     "LbfgsMaxEnt",

@@ -64,7 +64,8 @@ import numpy as np
 
 from fairl_opt.exceptions import DataError, SolverError
 from fairl_opt.programs import MarginProgram
-from fairl_opt.solvers.base import Backend, Solution, raise_infeasible
+from fairl_opt.solvers.base import Backend, Solution
+from fairl_opt.solvers.infeasibility import raise_infeasible
 from fairl_opt.solvers.certificate import FEAS_TOL, certify
 from fairl_opt.solvers.reference import _stdout_silenced
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from fairl_opt.exceptions import SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
-from fairl_opt.solvers.base import Backend, Solution, raise_infeasible
+from fairl_opt.solvers.base import Backend, Solution
+from fairl_opt.solvers.infeasibility import raise_infeasible
 from fairl_opt.solvers.certificate import certify
 
 CLARABEL_OPTIONS = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)

@@ -27,7 +27,8 @@ import numpy as np
 
 from fairl_opt.programs import MarginProgram
 from fairl_opt.solvers._kernels import dual_coordinate_descent
-from fairl_opt.solvers.base import Backend, Solution, find_conflict, raise_infeasible
+from fairl_opt.solvers.base import Backend, Solution
+from fairl_opt.solvers.infeasibility import find_conflict, raise_infeasible
 from fairl_opt.solvers.box_qp import solve_box_qp
 from fairl_opt.solvers.certificate import certify
 
