@@ -208,7 +208,7 @@ def test_experiment_metrics_match_independent_references(synthetic_dir, quick_ru
     """Recompute one row's metrics with sklearn / numpy from the raw arrays."""
     from sklearn.metrics import roc_auc_score
 
-    from fairl_opt.detox.experiment import Split
+    from fairl_opt.detox.split import Split
     from fairl_opt.estimators import MaxEntReward
 
     summary, _ = quick_run
@@ -236,13 +236,30 @@ def test_recovered_reward_beats_chance_on_planted_data(quick_run):
         assert summary["table"][method]["roc_auc"]["mean"] > 0.7
 
 
+def test_paired_differences_by_hand():
+    """Two splits, rows in shuffled order and an unpaired row: (0.5 − 0.2) and (0.1 − 0.4) pair by split."""
+    from fairl_opt.detox.experiment import METRICS, paired_differences
+
+    def row(split, method, starc):
+        return {"split": split, "method": method, **dict.fromkeys(METRICS, 0.0), "starc": starc}
+
+    rows = [row(1, "maxent", 0.4), row(0, "fa-maxent", 0.5), row(2, "fa-maxent", 9.0),
+            row(0, "maxent", 0.2), row(1, "fa-maxent", 0.1)]
+    starc = paired_differences(rows, "fa-maxent", "maxent")["starc"]
+    assert starc["n"] == 2
+    assert starc["mean"] == pytest.approx(0.0)  # (0.3 + (−0.3)) / 2
+    assert starc["sd"] == pytest.approx(np.sqrt(0.18))  # sample sd of 0.3 and −0.3
+
+
 def test_fa_minus_standard_is_paired_per_split(quick_run):
     summary, _ = quick_run
-    rows = summary["rows"]
+    table = {(r["split"], r["method"]): r["starc"] for r in summary["rows"]}
     entry = summary["fa_minus_standard"]["fa-maxent"]
-    diffs = [a["starc"] - b["starc"] for a in rows if a["method"] == "fa-maxent"
-             for b in rows if b["method"] == "maxent" and b["split"] == a["split"]]
-    assert entry["difference"]["starc"]["mean"] == pytest.approx(np.mean(diffs))
+    assert entry["versus"] == "maxent"
+    assert entry["difference"]["starc"]["n"] == summary["n_splits"] == 2
+    by_hand = (table[0, "fa-maxent"] - table[0, "maxent"] + table[1, "fa-maxent"] - table[1, "maxent"]) / 2
+    assert entry["difference"]["starc"]["mean"] == pytest.approx(by_hand)
+    assert summary["fa_minus_standard"]["fa-mm-qp (slack ×2)"]["versus"] == "mm-qp"
 
 
 def test_cli_detox_run(synthetic_dir, tmp_path):
@@ -252,6 +269,25 @@ def test_cli_detox_run(synthetic_dir, tmp_path):
                  "--no-geometry", "--quiet"]) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["geometry"] is None
     assert main(["detox", "run", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+
+
+def test_cli_detox_run_without_toxic_completions_fails_in_one_line(synthetic_dir, tmp_path, capsys):
+    """A metric that cannot be computed (ROC-AUC with one class) is a DataError: exit 2, no traceback."""
+    from fairl_opt.cli import main
+    from fairl_opt.detox.dataset import write_dataset
+    from fairl_opt.detox.toxicity import reward_from_probability
+
+    ds = DetoxDataset.load(synthetic_dir)
+    p_off = np.full(ds.r_star.shape, 1e-3)
+    write_dataset(tmp_path / "clean", ds.prompts, ds.families, ds.texts, ds.features, reward_from_probability(p_off),
+                  p_off, np.zeros(p_off.shape, dtype=bool), ds.aligned_index, ds.test_masks,
+                  {k: v for k, v in ds.manifest.items() if k not in ("files", "rates", "versions", "families")})
+    capsys.readouterr()
+    code = main(["detox", "run", "--data", str(tmp_path / "clean"), "--out", str(tmp_path / "out"), "--quick",
+                 "--no-geometry", "--quiet", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("fairl: error: ") and err.count("\n") == 1 and "only one class" in err
 
 
 # ------------------------------------------------------------------ soft-margin FA: an exact no-op case
@@ -299,7 +335,7 @@ def test_soft_margin_tightening_of_bound_pairs_leaves_theta_unchanged():
 def test_regularisation_is_selected_on_training_prompts_only(synthetic_dir, quick_run):
     """The chosen value is the argmax of validation scores computed from training prompts: changing
     every test-prompt feature must not change the choice."""
-    from fairl_opt.detox.experiment import REG_GRID, Split
+    from fairl_opt.detox.split import REG_GRID, Split
 
     summary, _ = quick_run
     ds = DetoxDataset.load(synthetic_dir)

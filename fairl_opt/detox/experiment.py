@@ -4,7 +4,7 @@ For each of the dataset's random prompt-level splits (never tuned on a test spli
 
 * features are standardised with the mean/sd of every completion of the **training** prompts;
 * the regularisation (C, λ) is chosen from a small grid by validation inside the training prompts
-  (:data:`REG_GRID`); the FA settings are fixed;
+  (:data:`REG_GRID`, scikit-learn's ``GridSearchCV`` over prompt folds); the FA settings are fixed;
 * training pairs are (aligned ≻ base) of the training prompts; each method in :data:`METHODS` is
   fitted with the fixed settings :data:`OPTIONS` / :data:`FA_OPTIONS`;
 * held-out metrics: pairwise accuracy on the test prompts' pairs; accuracy / F1 / ROC-AUC of the
@@ -39,19 +39,19 @@ from __future__ import annotations
 
 import json
 import time
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from fairl_opt.detox.dataset import DEFAULT_DIR, DetoxDataset
-from fairl_opt.estimators import make_estimator
+from fairl_opt.detox.split import OPTIONS, Split
+from fairl_opt.estimators import get_method, make_estimator
 from fairl_opt.exceptions import DataError, FairlError
-from fairl_opt.metrics import classification_metrics, fit_threshold, pairwise_accuracy, starc_distance
+from fairl_opt.fa import FASettings
 
-#: method name → (estimator name, extra FA options). With soft margins, raising the margin of a pair
-#: whose dual sits at its bound C does not move θ (proofs/T10); "slack ×2" also doubles the slack
-#: price C_i of each failure, which does.
+#: row name → (method of :data:`fairl_opt.estimators.METHODS`, changes to the FA settings). With soft
+#: margins, raising the margin of a pair whose dual sits at its bound C does not move θ (proofs/T10);
+#: "slack ×2" also doubles the slack price C_i of each failure, which does.
 METHODS = {
     "mm-qp": ("mm-qp", {}),
     "fa-mm-qp": ("fa-mm-qp", {}),
@@ -71,17 +71,6 @@ METHODS = {
 QUICK_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "mm-lp", "fa-mm-lp", "maxent", "fa-maxent")
 ABLATION_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "maxent", "fa-maxent")
 ABLATION_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3)
-OPTIONS = dict(margin="soft", C=1.0, reg=1.0)
-#: Regularisation chosen per split, on the training prompts only: 3-fold prompt-level validation,
-#: criterion = mean validation ROC-AUC of the reward as a toxicity detector. Each standard program has
-#: its own grid (the ℓ1 LP returns θ = 0 once C·‖ΣΔ‖∞ ≤ 1, so it needs larger C; C ≥ 0.3 is left out
-#: of its grid because one LP fit there costs 5-10 s); every FA variant uses its standard method's value.
-REG_GRID = {
-    "mm-qp": ("C", (1.0, 0.1, 0.01, 0.001, 0.0001)),
-    "mm-lp": ("C", (0.1, 0.03, 0.01)),
-    "maxent": ("reg", (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)),
-}
-SELECTION_FOLDS = 3
 #: Failures are the training pairs the current reward misranks or nearly ties (lowest 10 % of
 #: normalised margins); out-of-fold mining (5 prompt-level folds, one refit per fold and round) only in
 #: the "(out-of-fold)" variants.
@@ -103,92 +92,19 @@ def split_seeds(seed: int, split: int) -> dict:
 METRICS = ("heldout_pair_accuracy", "accuracy", "f1", "roc_auc", "starc", "bok_toxic_rate", "bok_mean_r_star")
 
 
-def _estimator(method: str, seed: int, chosen: dict | None = None):
-    """The estimator of ``method`` with the regularisation ``chosen[base method]`` (else :data:`OPTIONS`)."""
-    name, extra = METHODS[method]
-    fa = dict(FA_OPTIONS, seed=seed, **extra) if name.startswith("fa-") else {}
-    base = name[3:] if name.startswith("fa-") else name
-    return make_estimator(name, **dict(OPTIONS, **(chosen or {}).get(base, {})), **fa)
+def _estimator(row: str, seed: int, chosen: dict | None = None):
+    """The estimator of row ``row`` of :data:`METHODS` with the regularisation ``chosen[its standard
+    program]`` (else :data:`OPTIONS`) and, for FA rows, :data:`FA_OPTIONS` with ``seed`` and the row's
+    changes."""
+    name, changes = METHODS[row]
+    method = get_method(name)
+    settings = FASettings(**FA_OPTIONS, seed=seed).replace(**changes) if method.failure_aware else None
+    return make_estimator(name, **dict(OPTIONS, **(chosen or {}).get(method.program, {})), settings=settings)
 
 
-class Split:
-    """One prompt-level split of a dataset, standardised on its training prompts."""
-
-    def __init__(self, ds: DetoxDataset, test_mask: np.ndarray):
-        self.ds = ds
-        self.train_prompts = np.flatnonzero(~test_mask)
-        self.test_prompts = np.flatnonzero(test_mask)
-        self.mean, self.scale = ds.standardiser(self.train_prompts)
-        self.train, self.train_dropped = ds.pairs(self.train_prompts, self.mean, self.scale)
-        self.test, self.test_dropped = ds.pairs(self.test_prompts, self.mean, self.scale)
-
-    def completions(self, prompts):
-        """Standardised features, r*, labels and prompt ids of every completion of ``prompts``."""
-        ds = self.ds
-        x = (ds.features[prompts].reshape(-1, ds.dim) - self.mean) / self.scale
-        ids = np.repeat(prompts, ds.K + 1)
-        return x, ds.r_star[prompts].ravel(), ds.toxic[prompts].ravel(), ids
-
-    @cached_property
-    def _train_completions(self):
-        return self.completions(self.train_prompts)
-
-    @cached_property
-    def _test_completions(self):
-        return self.completions(self.test_prompts)
-
-    def evaluate(self, theta) -> dict:
-        """Every held-out metric of reward θ (see the module docstring)."""
-        ds = self.ds
-        x_tr, _, y_tr, _ = self._train_completions
-        x_te, r_te, y_te, ids_te = self._test_completions
-        # the reward as a toxicity detector: toxic (positive class) when −r(y) is above the threshold
-        threshold = fit_threshold(-(x_tr @ theta), y_tr, criterion="f1")
-        cls = classification_metrics(-(x_te @ theta), y_te, threshold)
-        out = {
-            "heldout_pair_accuracy": pairwise_accuracy(theta, self.test.delta),
-            "accuracy": cls["accuracy"], "f1": cls["f1"], "roc_auc": cls["roc_auc"],
-            "starc": starc_distance(x_te @ theta, r_te, ids_te),
-        }
-        cand = (ds.features[self.test_prompts, 1:] - self.mean) / self.scale
-        pick = 1 + np.argmax(cand @ theta, axis=1)
-        out.update(self._policy(pick))
-        return out
-
-    def select_regularisation(self, seed: int) -> tuple[dict, dict]:
-        """C (margin programs) and λ (MaxEnt) by :data:`SELECTION_FOLDS`-fold validation over the training
-        prompts (see :data:`REG_GRID`); returns ({method: {param: value}}, {method: {value: score}})."""
-        rng = np.random.default_rng(seed)
-        parts = np.array_split(rng.permutation(self.train_prompts), SELECTION_FOLDS)
-        chosen, scores = {}, {}
-        for base, (param, grid) in REG_GRID.items():
-            means = []
-            for value in grid:
-                aucs = []
-                for k, val in enumerate(parts):
-                    fit_mask = ~np.isin(self.train.prompt_ids, val)
-                    model = make_estimator(base, **dict(OPTIONS, **{param: value}))
-                    theta = model.fit(self.train.subset(np.flatnonzero(fit_mask))).theta_
-                    x, _, y, _ = self.completions(val)
-                    aucs.append(classification_metrics(-(x @ theta), y, 0.0)["roc_auc"])
-                means.append(float(np.mean(aucs)))
-            chosen[base] = {param: grid[int(np.argmax(means))]}
-            scores[base] = dict(zip(map(str, grid), means))
-        return chosen, scores
-
-    def _policy(self, index) -> dict:
-        rows = self.test_prompts
-        return {"bok_toxic_rate": float(self.ds.toxic[rows, index].mean()),
-                "bok_mean_r_star": float(self.ds.r_star[rows, index].mean())}
-
-    def reference_policies(self) -> dict:
-        """Toxicity rate and mean r* of base, aligned and best-of-K-by-r* on the test prompts."""
-        ds, rows = self.ds, self.test_prompts
-        return {
-            "base": self._policy(np.zeros(rows.size, dtype=int)),
-            "aligned (SIR, data)": self._policy(ds.aligned_index[rows]),
-            "best-of-K by r*": self._policy(1 + np.argmax(ds.r_star[rows, 1:], axis=1)),
-        }
+def _standard(row: str) -> str:
+    """The standard program of row ``row`` (``"fa-mm-qp (slack ×2)"`` → ``"mm-qp"``)."""
+    return get_method(METHODS[row][0]).program
 
 
 def _geometry(split: Split, seed: int, C: float) -> dict:
@@ -294,7 +210,7 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say,
             raise type(exc)(f"split {s}, {method}: {exc}") from exc
         seconds = time.perf_counter() - t0
         metrics = split.evaluate(model.theta_)
-        rounds = len(model.history_) - 1 if method.startswith("fa-") else 0
+        rounds = len(model.history_) - 1 if get_method(METHODS[method][0]).failure_aware else 0
         out["rows"].append({"split": s, "method": method, "seconds": seconds, "rounds": rounds,
                             "gap": model.certificate_.relative_gap,
                             "tightened_at_bound": _tightened_at_bound(model), **metrics})
@@ -387,6 +303,13 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
     return summary
 
 
+def paired_differences(rows, method: str, versus: str) -> dict:
+    """Per metric, mean ± sd over splits of (``method`` − ``versus``) on the same split."""
+    by_split = {r["split"]: r for r in rows if r["method"] == versus}
+    mine = [r for r in rows if r["method"] == method and r["split"] in by_split]
+    return {m: _mean_sd([r[m] - by_split[r["split"]][m] for r in mine]) for m in METRICS}
+
+
 def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick, seed=0) -> dict:
     table = {}
     for method in methods:
@@ -398,17 +321,10 @@ def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_split
         references[name] = {m: _mean_sd([r[name][m] for r in refs]) for m in ("bok_toxic_rate", "bok_mean_r_star")}
     paired = {}
     for method in methods:
-        if not method.startswith("fa-"):
+        base = _standard(method)
+        if base == method or base not in methods:
             continue
-        base = method[3:].split(" (")[0]
-        if base not in methods:
-            continue
-        diffs = {}
-        for m in METRICS:
-            d = [a[m] - b[m] for a in rows if a["method"] == method
-                 for b in rows if b["method"] == base and b["split"] == a["split"]]
-            diffs[m] = _mean_sd(d)
-        paired[method] = {"versus": base, "difference": diffs}
+        paired[method] = {"versus": base, "difference": paired_differences(rows, method, base)}
     abl = {}
     for method in ABLATION_METHODS:
         abl[method] = {}
