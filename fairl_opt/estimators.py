@@ -37,7 +37,7 @@ from fairl_opt.exceptions import DataError, SolverError
 from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.metrics import pairwise_accuracy
 from fairl_opt.pairs import PreferencePairs
-from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.programs import MarginProgram, MaxEntProgram, _real_array
 from fairl_opt.solvers import get_backend
 
 
@@ -63,15 +63,10 @@ def check_delta(X, groups=None) -> tuple[np.ndarray, np.ndarray | None]:
             raise DataError("groups: a PreferencePairs X carries its own prompt ids; pass groups only "
                             "with an array X of differences")
         return X.delta, X.prompt_ids
-    try:
-        delta = np.asarray(X)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"X must be a PreferencePairs or an array of differences: {exc}") from None
-    if delta.dtype.kind not in "fiu":
-        raise DataError(f"X must be a PreferencePairs or a real array of differences, got dtype {delta.dtype}")
+    delta = _real_array("X", X)  # float64
     if delta.ndim != 2 or 0 in delta.shape:
-        raise DataError(f"X must be a non-empty 2-D array (pairs x features), got shape {delta.shape}")
-    delta = delta.astype(np.float64, copy=False)
+        raise DataError(f"X must be a PreferencePairs or a non-empty 2-D array of differences (pairs x "
+                        f"features), got shape {delta.shape}")
     bad = ~np.isfinite(delta).all(axis=1)
     if bad.any():
         raise DataError(f"X row {int(np.flatnonzero(bad)[0])} has NaN/inf")

@@ -78,10 +78,11 @@ def test_estimator_errors(problem):
 
 
 @pytest.mark.parametrize("X, groups, match", [
-    (np.ones((3, 2), dtype=complex), None, "X must be .* real"),
-    (np.array([["a", "b"]]), None, "X must be .* real"),
-    (np.ones(4), None, r"X must be a non-empty 2-D array .* shape \(4,\)"),
-    (np.ones((0, 3)), None, "X must be a non-empty 2-D array"),
+    (np.ones((3, 2), dtype=complex), None, "X must hold real numbers"),
+    (np.array([["a", "b"]]), None, "X must hold real numbers"),
+    ([[1.0, 2.0], [3.0]], None, "X must be real numbers"),  # ragged
+    (np.ones(4), None, r"X must be a PreferencePairs or a non-empty 2-D array .* shape \(4,\)"),
+    (np.ones((0, 3)), None, "X must be a PreferencePairs or a non-empty 2-D array"),
     (np.array([[1.0, 2.0], [np.nan, 0.0]]), None, "X row 1 has NaN/inf"),
     (np.ones((3, 2)), [0, 1], r"groups must have one prompt id per row of X \(3\)"),
 ])
