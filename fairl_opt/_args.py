@@ -144,6 +144,7 @@ def settings_from_args(cls, args, names=None):
     keep the dataclass defaults); invalid values raise the settings' own DataError."""
     import dataclasses
 
+    # "passed" is "not None": a ``--no-…`` form gives False, which must reach the settings
     passed = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-              if (names is None or f.name in names) and given(args, f.name)}
+              if (names is None or f.name in names) and getattr(args, f.name, None) is not None}
     return cls(**passed)
