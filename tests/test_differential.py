@@ -59,7 +59,7 @@ from fairl_opt.estimators import MaxMarginReward
 from fairl_opt.exceptions import DataError, InfeasibleError, NumericalRangeError, SolverError
 from fairl_opt.pairs import PreferencePairs
 from fairl_opt.programs import MarginProgram, MaxEntProgram
-from fairl_opt.solvers import solve
+from fairl_opt.solvers import Status, solve
 from tests import reference_solvers as ref
 
 GAP = 1e-6  # relative objective tolerance of (a)
@@ -366,9 +366,9 @@ def judge(case: Case, backend: str, reference: ref.Reference) -> tuple[str, str]
         return f"exception:{type(exc).__name__}", f"{type(exc).__name__}: {exc}"[:300]
 
     status = solution.certificate.status
-    if status == "inaccurate":
+    if status is Status.INACCURATE:
         return "inaccurate", f"solver_status={solution.certificate.solver_status}"
-    if status != "optimal":
+    if status is not Status.OPTIMAL:
         return "bad-status", f"certificate status {status!r}"
     theta = np.asarray(solution.theta, dtype=np.float64)
     if theta.shape != (case.delta.shape[1],) or not np.isfinite(theta).all():

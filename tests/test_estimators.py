@@ -16,7 +16,7 @@ from fairl_opt.estimators import FailureAwareReward, MaxEntReward, MaxMarginRewa
 from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings
 from fairl_opt.simulate import simulate
-from tests.test_solvers import logreg_reference, svc_reference
+from tests.oracles import logreg_reference, svc_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -10,7 +10,7 @@ from fairl_opt.failures import detect_failures, normalised_margins
 from fairl_opt.pairs import group_folds
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import CvxpyBackend, NewtonMaxEnt, solve
-from tests.test_solvers import logreg_reference, random_delta, svc_reference
+from tests.oracles import logreg_reference, random_delta, svc_reference
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -9,6 +9,7 @@ import pytest
 from fairl_opt.exceptions import DataError, InfeasibleError, SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers.highs_lp import HighsLP
+from fairl_opt.solvers.settings import HighsSettings
 from fairl_opt.solvers.reference import CvxpyBackend
 
 
@@ -59,10 +60,10 @@ def test_matches_cvxpy_reference(norm, C, n, d, scale_rows, seed):
     delta, margins = planted(seed, n, d, shift=0.5, separable=C is None, scale_rows=scale_rows)
     program = MarginProgram(delta, margins, norm, C)
     # tiny working sets and batches force many cutting-plane rounds; the default once per case
-    backend = HighsLP(initial_rows=2, batch=3) if seed % 2 == 0 else HighsLP()
-    assert_matches_reference(program, backend)
+    backend = HighsLP(HighsSettings(initial_rows=2, batch=3)) if seed % 2 == 0 else HighsLP()
+    ours, _ = assert_matches_reference(program, backend)
     if seed % 2 == 0:
-        assert backend.last_rounds_ > 1
+        assert ours.diagnostics["rounds"] > 1
 
 
 def test_negative_and_zero_margins_and_float32():
@@ -71,7 +72,7 @@ def test_negative_and_zero_margins_and_float32():
     margins[10:15] = 0.0
     for norm in ("l1", "linf"):
         program = MarginProgram(delta.astype(np.float32), margins, norm)
-        assert_matches_reference(program, HighsLP(initial_rows=5))
+        assert_matches_reference(program, HighsLP(HighsSettings(initial_rows=5)))
 
 
 @pytest.mark.parametrize("hard", [True, False])
@@ -119,14 +120,14 @@ def test_cutting_planes_use_fewer_rows_than_n(norm, C):
     program = MarginProgram(delta, margins, norm, C)
     cut = HighsLP()
     sol = cut.solve(program)
-    full = HighsLP(cutting_planes=False)
+    full = HighsLP(HighsSettings(cutting_planes=False))
     ref = full.solve(program)
     assert sol.certificate.optimal and ref.certificate.optimal
-    assert cut.last_working_set_size_ < n // 2
-    assert full.last_working_set_size_ == n
+    assert sol.diagnostics["working_set_size"] < n // 2
+    assert ref.diagnostics["working_set_size"] == n
     assert sol.objective == pytest.approx(ref.objective, rel=1e-9)
     # the certificate covers all n pairs: zeros outside the working set, and no pair violated
-    assert (sol.duals != 0).sum() <= cut.last_working_set_size_
+    assert (sol.duals != 0).sum() <= sol.diagnostics["working_set_size"]
     if C is None:
         assert (delta @ sol.theta >= margins - 1e-9).all()
 
@@ -139,7 +140,7 @@ def test_warm_resolve_after_margin_change_equals_cold(norm, C):
     backend = HighsLP()
     first = backend.solve(program)
     highs = backend._highs
-    assert not backend.last_reused_
+    assert not first.diagnostics["reused"]
     # FA-style edit: tighten the pairs closest to the boundary (this cuts the previous optimum)
     failures = np.argsort(delta @ first.theta - margins)[:20]
     margins2 = margins.copy()
@@ -147,7 +148,7 @@ def test_warm_resolve_after_margin_change_equals_cold(norm, C):
     tightened = program.with_margins(margins2)
     assert tightened.delta is program.delta
     warm = backend.solve(tightened, warm_start=first)
-    assert backend.last_reused_ and backend._highs is highs
+    assert warm.diagnostics["reused"] and backend._highs is highs
     cold = HighsLP().solve(tightened)
     assert warm.certificate.optimal and cold.certificate.optimal
     assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
@@ -156,7 +157,7 @@ def test_warm_resolve_after_margin_change_equals_cold(norm, C):
     assert warm.objective == pytest.approx(ref.objective, rel=1e-7)
     # and back again: the kept instance still answers the original program exactly
     again = backend.solve(program, warm_start=warm)
-    assert backend.last_reused_
+    assert again.diagnostics["reused"]
     assert again.objective == pytest.approx(first.objective, rel=1e-9)
 
 
@@ -166,15 +167,15 @@ def test_warm_with_new_C_and_new_delta():
     first = backend.solve(MarginProgram(delta, margins, "l1", 0.3))
     highs = backend._highs
     changed_c = backend.solve(MarginProgram(first.program.delta, margins, "l1", 2.0), warm_start=first)
-    assert backend.last_reused_ and backend._highs is highs
+    assert changed_c.diagnostics["reused"] and backend._highs is highs
     cold = HighsLP().solve(MarginProgram(delta, margins, "l1", 2.0))
     assert changed_c.objective == pytest.approx(cold.objective, rel=1e-9)
     copied = MarginProgram(delta.copy(), margins, "l1", 2.0)  # equal values, another object: rebuild
     rebuilt = backend.solve(copied, warm_start=changed_c)
-    assert not backend.last_reused_ and backend._highs is not highs
+    assert not rebuilt.diagnostics["reused"] and backend._highs is not highs
     assert rebuilt.objective == pytest.approx(changed_c.objective, rel=1e-9)
     switched = backend.solve(MarginProgram(copied.delta, margins, "linf", 2.0), warm_start=rebuilt)
-    assert not backend.last_reused_  # another norm: another LP
+    assert not switched.diagnostics["reused"]  # another norm: another LP
     assert switched.certificate.optimal
 
 
@@ -182,7 +183,7 @@ def test_warm_with_new_C_and_new_delta():
 def test_infeasible_hard_margin_names_opposite_pairs(norm):
     delta, margins = planted(3, 40, 5, shift=2.0, separable=True)
     delta[17] = -2.0 * delta[4]  # the same comparison both ways
-    backend = HighsLP(initial_rows=3, batch=5)
+    backend = HighsLP(HighsSettings(initial_rows=3, batch=5))
     with pytest.raises(InfeasibleError) as info:
         backend.solve(MarginProgram(delta, margins, norm))
     assert sorted(info.value.rows) == [4, 17]
@@ -204,7 +205,7 @@ def test_infeasible_cycle_names_all_three_pairs():
 
 def test_non_optimal_status_raises_solver_error():
     delta, margins = planted(0, 30, 4, separable=True)
-    backend = HighsLP(options=dict(simplex_iteration_limit=0, ipm_iteration_limit=0))
+    backend = HighsLP(HighsSettings(options=dict(simplex_iteration_limit=0, ipm_iteration_limit=0)))
     with pytest.raises(SolverError, match="Iteration limit") as info:
         backend.solve(MarginProgram(delta, margins, "l1"))
     assert "try" in str(info.value)
@@ -227,7 +228,7 @@ def test_stdout_stays_empty(capfd):
     delta, margins = planted(1, 50, 5, separable=True)
     capfd.readouterr()
     HighsLP().solve(MarginProgram(delta, margins, "l1"))
-    HighsLP(initial_rows=2).solve(MarginProgram(delta, margins, "linf", 1.0))
+    HighsLP(HighsSettings(initial_rows=2)).solve(MarginProgram(delta, margins, "linf", 1.0))
     out, _ = capfd.readouterr()
     assert out == ""
 
@@ -272,12 +273,12 @@ def test_fresh_process_stdout_empty_and_thread_scheduler_conflict():
 def test_solver_paths_match_reference(settings, norm, C):
     delta, margins = planted(21, 150, 10, shift=0.7, separable=C is None)
     program = MarginProgram(delta, margins, norm, C)
-    backend = HighsLP(**settings)
+    backend = HighsLP(HighsSettings(**settings))
     first, _ = assert_matches_reference(program, backend)
     margins2 = margins.copy()
     margins2[np.argsort(delta @ first.theta - margins)[:10]] += 0.5
     warm = backend.solve(program.with_margins(margins2), warm_start=first)
-    assert backend.last_reused_
+    assert warm.diagnostics["reused"]
     cold = CvxpyBackend().solve(program.with_margins(margins2))
     assert warm.certificate.optimal
     assert warm.objective == pytest.approx(cold.objective, rel=1e-7)
@@ -287,10 +288,10 @@ def test_rebuild_seeds_the_working_set_from_the_warm_solution():
     delta, margins = planted(8, 2000, 4, shift=3.0, separable=True)
     first = HighsLP().solve(MarginProgram(delta, margins, "l1"))
     support = np.flatnonzero(first.duals > 0)
-    backend = HighsLP(initial_rows=len(support))  # exactly the support: one round suffices
+    backend = HighsLP(HighsSettings(initial_rows=len(support)))  # exactly the support: one round suffices
     again = backend.solve(MarginProgram(delta.copy(), margins, "l1"), warm_start=first)
-    assert not backend.last_reused_
-    assert backend.last_rounds_ == 1 and backend.last_working_set_size_ == len(support)
+    assert not again.diagnostics["reused"]
+    assert again.diagnostics["rounds"] == 1 and again.diagnostics["working_set_size"] == len(support)
     assert again.objective == pytest.approx(first.objective, rel=1e-9)
 
 

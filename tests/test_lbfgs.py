@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from fairl_opt.exceptions import DataError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
-from fairl_opt.solvers import CvxpyBackend, NewtonMaxEnt
+from fairl_opt.solvers import CvxpyBackend, LBFGSSettings, NewtonMaxEnt, Status
 from fairl_opt.solvers.lbfgs import LbfgsMaxEnt, _FusedMaxEnt
-from tests.test_solvers import logreg_reference, random_delta
+from tests.oracles import logreg_reference, random_delta
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -52,7 +52,7 @@ def random_program(seed, n=40, d=6, reg=0.2, shift=0.7, offsets=False):
 @pytest.mark.parametrize("seed", range(5))
 def test_matches_cvxpy_newton_and_sklearn(seed):
     program = random_program(seed)
-    solution = LbfgsMaxEnt(tol=1e-11, theta_tol=1e-7).solve(program)
+    solution = LbfgsMaxEnt(LBFGSSettings(tol=1e-11, theta_tol=1e-7)).solve(program)
     theta_star, value_star = exact(program)
     reference = CvxpyBackend().solve(program)
     sk = logreg_reference(program.delta, program.reg, program.weights, program.temperatures)
@@ -80,7 +80,7 @@ def test_default_tolerance_is_certified_and_honest(seed):
 def test_gap_equals_gradient_bound_and_bounds_the_error(tol):
     """At β(θ) the Fenchel gap and ‖∇P‖²/(2λ) coincide; both bound P(θ) − P* from above."""
     program = random_program(3, n=200, d=20, reg=0.01, offsets=True)
-    solution = LbfgsMaxEnt(tol=tol, switch=False).solve(program)
+    solution = LbfgsMaxEnt(LBFGSSettings(tol=tol, switch=False)).solve(program)
     cert = solution.certificate
     _, value_star = exact(program)
     assert cert.optimal and cert.relative_gap <= tol
@@ -92,8 +92,8 @@ def test_gap_equals_gradient_bound_and_bounds_the_error(tol):
 def test_theta_tol_certifies_the_distance_to_the_optimum(seed):
     program = random_program(seed, n=150, d=30, reg=0.02)
     theta_star, _ = exact(program)
-    loose = LbfgsMaxEnt(tol=1e-6).solve(program)
-    tight = LbfgsMaxEnt(tol=1e-6, theta_tol=1e-6).solve(program)
+    loose = LbfgsMaxEnt(LBFGSSettings(tol=1e-6)).solve(program)
+    tight = LbfgsMaxEnt(LBFGSSettings(tol=1e-6, theta_tol=1e-6)).solve(program)
     assert tight.certificate.optimal
     gradient = program.gradient(tight.theta)
     assert np.linalg.norm(gradient) / program.reg <= 1e-6
@@ -104,7 +104,7 @@ def test_theta_tol_certifies_the_distance_to_the_optimum(seed):
 
 def test_offsets_weights_temperatures_against_cvxpy():
     program = random_program(11, n=30, d=4, reg=0.5, offsets=True)
-    solution = LbfgsMaxEnt(tol=1e-11, theta_tol=1e-7).solve(program)
+    solution = LbfgsMaxEnt(LBFGSSettings(tol=1e-11, theta_tol=1e-7)).solve(program)
     reference = CvxpyBackend().solve(program)
     theta_star, _ = exact(program)
     assert_certified(solution, 1e-11)
@@ -120,7 +120,7 @@ def test_wide_and_tall(n, d):
     rng = np.random.default_rng(n + d)
     delta = rng.normal(size=(n, d)) + 0.5
     program = MaxEntProgram(delta, reg=0.05, weights=rng.uniform(0.5, 2.0, n))
-    solution = LbfgsMaxEnt(tol=1e-11, theta_tol=1e-6).solve(program)
+    solution = LbfgsMaxEnt(LBFGSSettings(tol=1e-11, theta_tol=1e-6)).solve(program)
     theta_star, value_star = exact(program)
     assert_certified(solution, 1e-11)
     assert np.linalg.norm(solution.theta - theta_star) <= 1e-6
@@ -136,7 +136,7 @@ def test_badly_scaled_delta(factor):
     delta = random_delta(5, n=80, d=8, shift=0.6) * factor
     program = MaxEntProgram(delta, reg=0.1)
     theta_scale = max(1.0, float(np.abs(exact(program)[0]).max()))
-    solution = LbfgsMaxEnt(tol=1e-11, theta_tol=1e-6 * theta_scale).solve(program)
+    solution = LbfgsMaxEnt(LBFGSSettings(tol=1e-11, theta_tol=1e-6 * theta_scale)).solve(program)
     theta_star, value_star = exact(program)
     assert_certified(solution, 1e-11)
     assert np.linalg.norm(solution.theta - theta_star) <= 1e-6 * theta_scale
@@ -147,7 +147,7 @@ def test_badly_scaled_delta(factor):
 
 def test_single_pair_closed_form():
     # θ* solves λθ = σ(−θ) for Δ = [[1]]
-    solution = LbfgsMaxEnt(tol=1e-14, theta_tol=1e-13).solve(MaxEntProgram(np.array([[1.0]]), reg=1.0))
+    solution = LbfgsMaxEnt(LBFGSSettings(tol=1e-14, theta_tol=1e-13)).solve(MaxEntProgram(np.array([[1.0]]), reg=1.0))
     theta = solution.theta[0]
     assert theta == pytest.approx(1.0 / (1.0 + np.exp(theta)), abs=1e-12)
 
@@ -174,32 +174,32 @@ def test_property_certified_and_never_below_the_optimum(seed, log_reg, log_scale
 def test_warm_start_needs_fewer_evaluations():
     delta = random_delta(7, n=300, d=40, shift=0.5)
     program = MaxEntProgram(delta, reg=0.05)
-    backend = LbfgsMaxEnt(tol=1e-10)
+    backend = LbfgsMaxEnt(LBFGSSettings(tol=1e-10))
     first = backend.solve(program)
     weights = np.ones(300)
     weights[:15] = 2.0
     edited = program.with_weights(weights)
     cold = backend.solve(edited)
-    cold_nfev = backend.last_nfev_
+    cold_nfev = cold.diagnostics["nfev"]
     warm = backend.solve(edited, warm_start=first)
-    warm_nfev = backend.last_nfev_
+    warm_nfev = warm.diagnostics["nfev"]
     assert cold.certificate.optimal and warm.certificate.optimal
     assert warm_nfev < cold_nfev
     theta_star, _ = exact(edited)
     assert np.allclose(warm.theta, theta_star, atol=1e-5)
     # restarting from the answer itself certifies at the first evaluation
     again = backend.solve(edited, warm_start=warm)
-    assert backend.last_nfev_ == 1 and np.array_equal(again.theta, warm.theta)
+    assert again.diagnostics["nfev"] == 1 and np.array_equal(again.theta, warm.theta)
 
 
 def test_warm_start_of_the_wrong_shape_is_ignored():
     program = random_program(2)
     other = LbfgsMaxEnt().solve(random_program(2, d=3))
     backend = LbfgsMaxEnt()
-    cold_theta = backend.solve(program).theta
-    cold_nfev = backend.last_nfev_
+    cold = backend.solve(program)
+    cold_theta, cold_nfev = cold.theta, cold.diagnostics["nfev"]
     solution = backend.solve(program, warm_start=other)
-    assert solution.certificate.optimal and backend.last_nfev_ == cold_nfev
+    assert solution.certificate.optimal and solution.diagnostics["nfev"] == cold_nfev
     assert np.array_equal(solution.theta, cold_theta)
 
 
@@ -217,40 +217,43 @@ def ill_conditioned(seed=0, n=400, d=120):
 @pytest.mark.parametrize("dense_max_dim", [0, 1024])
 def test_slow_lbfgs_hands_over_to_newton(dense_max_dim):
     program = ill_conditioned()
-    backend = LbfgsMaxEnt(tol=1e-10, dense_max_dim=dense_max_dim)
+    backend = LbfgsMaxEnt(LBFGSSettings(tol=1e-10, dense_max_dim=dense_max_dim))
     solution = backend.solve(program)
     theta_star, value_star = exact(program)
     assert_certified(solution, 1e-10)
-    assert backend.last_stage_ == "newton" and "switched" in solution.certificate.solver_status
-    assert backend.last_nit_ < backend.max_iter
+    report = solution.diagnostics
+    assert report["stage"] == "newton" and "switched" in solution.certificate.solver_status
+    assert report["nit"] < backend.settings.max_iter
     if dense_max_dim == 0:
-        assert backend.last_hessians_ == 0 and backend.last_hvp_ > 0
+        assert report["hessians"] == 0 and report["hvp"] > 0
     else:
-        assert backend.last_hessians_ > 0
+        assert report["hessians"] > 0
     assert solution.objective == pytest.approx(value_star, rel=1e-10)
     # L-BFGS alone, for comparison, needs many more evaluations to certify the same tolerance
-    alone = LbfgsMaxEnt(tol=1e-10, switch=False, max_iter=20000)
-    assert alone.solve(program).certificate.optimal and alone.last_stage_ == "lbfgs"
-    assert alone.last_nfev_ > 2 * backend.last_lbfgs_nfev_
+    alone = LbfgsMaxEnt(LBFGSSettings(tol=1e-10, switch=False, max_iter=20000))
+    by_lbfgs = alone.solve(program)
+    assert by_lbfgs.certificate.optimal and by_lbfgs.diagnostics["stage"] == "lbfgs"
+    assert by_lbfgs.diagnostics["nfev"] > 2 * report["lbfgs_nfev"]
 
 
 @pytest.mark.parametrize("dense_max_dim", [0, 1024])
 def test_newton_finishes_what_lbfgs_started(dense_max_dim):
     program = random_program(4, n=200, d=25, reg=0.01, offsets=True)
-    backend = LbfgsMaxEnt(tol=1e-12, theta_tol=1e-8, max_iter=3, dense_max_dim=dense_max_dim)
+    backend = LbfgsMaxEnt(LBFGSSettings(tol=1e-12, theta_tol=1e-8, max_iter=3, dense_max_dim=dense_max_dim))
     solution = backend.solve(program)
     theta_star, _ = exact(program)
-    assert backend.last_nit_ == 3 and backend.last_stage_ == "newton" and backend.last_newton_steps_ >= 1
+    report = solution.diagnostics
+    assert report["nit"] == 3 and report["stage"] == "newton" and report["newton_steps"] >= 1
     assert_certified(solution, 1e-12)
     assert np.linalg.norm(solution.theta - theta_star) <= 1e-8
 
 
 def test_exhausted_budget_returns_an_inaccurate_solution():
     program = ill_conditioned(1)
-    backend = LbfgsMaxEnt(tol=1e-10, max_iter=2, newton_steps=0)
+    backend = LbfgsMaxEnt(LBFGSSettings(tol=1e-10, max_iter=2, newton_steps=0))
     solution = backend.solve(program)
-    assert backend.last_stage_ == "budget"
-    assert solution.status == "inaccurate" and not solution.certificate.optimal
+    assert solution.diagnostics["stage"] == "budget"
+    assert solution.status is Status.INACCURATE and not solution.certificate.optimal
     assert solution.certificate.relative_gap > 1e-10
     assert np.all(np.isfinite(solution.theta))
 
@@ -311,8 +314,8 @@ def test_float32_delta_is_solved_in_float64_without_copying():
         tracemalloc.stop()
     assert peak < delta32.nbytes / 4  # no n×d temporary: only O(block × d) and O(n) vectors
     # the float64 program on the same values has the same solution, to the certificate's accuracy
-    solution32 = LbfgsMaxEnt(tol=1e-12, theta_tol=1e-7, block_rows=512).solve(program32)
-    solution64 = LbfgsMaxEnt(tol=1e-12, theta_tol=1e-7).solve(MaxEntProgram(delta32.astype(np.float64), reg=0.1))
+    solution32 = LbfgsMaxEnt(LBFGSSettings(tol=1e-12, theta_tol=1e-7, block_rows=512)).solve(program32)
+    solution64 = LbfgsMaxEnt(LBFGSSettings(tol=1e-12, theta_tol=1e-7)).solve(MaxEntProgram(delta32.astype(np.float64), reg=0.1))
     assert_certified(solution32, 1e-12)
     assert np.linalg.norm(solution32.theta - solution64.theta) <= 2e-7
 
@@ -342,4 +345,6 @@ def test_interface():
 )
 def test_invalid_options(kwargs, match):
     with pytest.raises(DataError, match=match):
-        LbfgsMaxEnt(**kwargs)
+        LBFGSSettings(**kwargs)
+    with pytest.raises(DataError, match=match):
+        LbfgsMaxEnt(**kwargs)  # the keyword shorthand builds the same settings

@@ -13,7 +13,7 @@ from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.pairs import PreferencePairs
 from fairl_opt.programs import MarginProgram
-from fairl_opt.solvers import CvxpyBackend, HighsLP, WorkingSetQP, solve
+from fairl_opt.solvers import CvxpyBackend, HighsLP, HighsSettings, WorkingSetQP, WorkingSetSettings, solve
 from fairl_opt.solvers.box_qp import solve_box_qp
 
 CLARABEL = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)
@@ -160,7 +160,7 @@ def test_lp_per_pair_prices_match_highs(norm, seed):
     margins = rng.uniform(0.5, 2.0, 60)
     C = rng.uniform(0.05, 5.0, 60)
     program = MarginProgram(delta, margins, norm, C)
-    backend = HighsLP(initial_rows=10, batch=5)  # several cutting-plane rounds
+    backend = HighsLP(HighsSettings(initial_rows=10, batch=5))  # several cutting-plane rounds
     ours = backend.solve(program)
     _, value = reference(delta, margins, norm, C)
     assert_certified(ours, tol=1e-8)
@@ -191,10 +191,10 @@ def test_working_set_screening_and_rounds_with_prices():
     delta, rng = data(4, n=400, d=8, shift=0.5)
     C = rng.uniform(0.1, 3.0, 400)
     program = MarginProgram(delta, 1.0, "l2", C)
-    backend = WorkingSetQP(full_set_below=50, batch=20, fallback=False)
+    backend = WorkingSetQP(WorkingSetSettings(full_set_below=50, batch=20, fallback=False))
     ours = backend.solve(program)
     assert ours.certificate.solver_status.startswith("working-set:")
-    assert backend.last_working_set_size_ < 400
+    assert ours.diagnostics["working_set_size"] < 400
     assert_certified(ours)
     assert_dual_box(ours, C)
     theta_ref, _ = reference(delta, 1.0, "l2", C)
@@ -231,7 +231,7 @@ def test_warm_resolve_after_a_price_edit(norm, backend):
         edited = program.with_prices(C)
         warm = solver.solve(edited, warm_start=first)
         if isinstance(solver, HighsLP):
-            assert solver.last_reused_
+            assert warm.diagnostics["reused"]
         fresh = backend().solve(edited)
         assert_certified(warm)
         assert warm.objective == pytest.approx(fresh.objective, rel=1e-8, abs=1e-10)
@@ -344,10 +344,11 @@ def test_estimator_passes_slack_upweight():
     rejected = rng.normal(size=(60, 5))
     pairs = PreferencePairs(rejected + delta, rejected)
     common = dict(near_tie_quantile=0.1, oof_folds=0)
-    plain = FailureAwareReward(MaxMarginReward(margin="soft", C=1.0), **common).fit(pairs)
-    priced = FailureAwareReward(MaxMarginReward(margin="soft", C=1.0), slack_upweight=2.0, **common).fit(pairs)
-    via_factory = make_estimator("fa-mm-qp", margin="soft", C=1.0, slack_upweight=2.0, **common).fit(pairs)
-    assert priced.get_params()["slack_upweight"] == 2.0
+    plain = FailureAwareReward(MaxMarginReward(margin="soft", C=1.0), FASettings(**common)).fit(pairs)
+    settings = FASettings(slack_upweight=2.0, **common)
+    priced = FailureAwareReward(MaxMarginReward(margin="soft", C=1.0), settings).fit(pairs)
+    via_factory = make_estimator("fa-mm-qp", margin="soft", C=1.0, settings=settings).fit(pairs)
+    assert priced.get_params()["settings"].slack_upweight == 2.0
     assert np.array_equal(plain.prices_, np.ones(60))
     assert np.array_equal(np.unique(priced.prices_), [1.0, 2.0])
     assert np.linalg.norm(priced.theta_ - plain.theta_) > 1e-2

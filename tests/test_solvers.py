@@ -5,64 +5,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import linprog
-from sklearn.linear_model import LogisticRegression
-from sklearn.svm import SVC
 
-from fairl_opt.exceptions import DataError, InfeasibleError
+from fairl_opt.exceptions import DataError, InfeasibleError, SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import (
+    BACKENDS,
     CvxpyBackend,
     NewtonMaxEnt,
+    NewtonSettings,
+    Status,
+    WorkingSetQP,
+    WorkingSetSettings,
     certify,
     find_conflict,
     get_backend,
     max_admissible_tightening,
     solve,
 )
+from tests.oracles import logreg_reference, random_delta, svc_reference  # noqa: F401 (others import them from here too)
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-def random_delta(seed, n=40, d=6, shift=1.5):
-    rng = np.random.default_rng(seed)
-    direction = rng.normal(size=d)
-    direction /= np.linalg.norm(direction)
-    return rng.normal(size=(n, d)) + shift * direction
-
-
-def svc_reference(delta, C, margins=None, sample_weight=None):
-    """Soft-margin QP through sklearn's SVC (libsvm, linear kernel).
-
-    The QP's hinge terms C·max(0, m_i − Δ_iθ) = C·m_i·max(0, 1 − (Δ_i/m_i)θ) for m_i > 0, so rows
-    are divided by m_i and weighted by m_i. sklearn needs two classes: the data are symmetrised as
-    [Δ; −Δ] with labels [1; −1], which doubles the hinge sum, hence C/2; by symmetry the intercept
-    libsvm fits is 0 (checked). (liblinear's LinearSVC was tried first: its dual coordinate descent
-    stopped 1e-2 away from the optimum on some of these problems.)
-    """
-    margins = np.ones(len(delta)) if margins is None else margins
-    rows = delta / margins[:, None]
-    weight = margins if sample_weight is None else sample_weight * margins
-    X = np.vstack([rows, -rows])
-    y = np.r_[np.ones(len(rows)), -np.ones(len(rows))]
-    svc = SVC(kernel="linear", C=C / 2, tol=1e-10)
-    svc.fit(X, y, sample_weight=np.r_[weight, weight])
-    assert abs(svc.intercept_[0]) < 1e-6
-    return svc.coef_.ravel()
-
-
-def logreg_reference(delta, reg, weights=None, temperatures=None):
-    """MaxEnt through sklearn LogisticRegression: Σ w ℓ + (λ/2)‖θ‖² ⇔ C Σ w ℓ + ½‖θ‖² with C = 1/λ,
-    halved again for the symmetrised two-class data."""
-    n = len(delta)
-    weights = np.ones(n) if weights is None else weights
-    temperatures = np.ones(n) if temperatures is None else temperatures
-    rows = delta / temperatures[:, None]
-    X = np.vstack([rows, -rows])
-    y = np.r_[np.ones(n), np.zeros(n)]
-    model = LogisticRegression(C=1.0 / (2 * reg), fit_intercept=False, tol=1e-12, max_iter=10**5, random_state=0)
-    model.fit(X, y, sample_weight=np.r_[weights, weights])
-    return model.coef_.ravel()
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -208,7 +171,7 @@ def test_certificate_flags_a_wrong_answer():
     good = solve(program, "cvxpy")
     bad = certify(program, good.theta * 1.2, good.duals, backend="test", solver_status="?", solve_seconds=0)
     assert good.certificate.optimal
-    assert bad.status == "inaccurate" and bad.relative_gap > 1e-4
+    assert bad.status is Status.INACCURATE and bad.relative_gap > 1e-4
     hard = MarginProgram(delta[:5] + 5.0)
     sol = solve(hard, "cvxpy")
     shrunk = certify(hard, sol.theta * 0.5, sol.duals, backend="test", solver_status="?", solve_seconds=0)
@@ -323,3 +286,55 @@ def test_newton_warm_start_converges_faster():
     reference = NewtonMaxEnt().solve(edited)
     assert warm.certificate.optimal
     assert np.allclose(warm.theta, reference.theta, atol=1e-8)
+
+
+# -- the interface: status enum, settings, fresh backends, the one refusal ------------------------
+
+
+def test_status_is_an_enum_that_reads_as_its_string():
+    solution = solve(MarginProgram(random_delta(0), C=1.0), "cvxpy")
+    status = solution.certificate.status
+    assert status is Status.OPTIMAL and status == "optimal" and f"{status}" == str(status) == "optimal"
+    record = solution.certificate.to_dict()
+    assert type(record["status"]) is str and record["status"] == "optimal"
+    import json
+
+    assert json.loads(json.dumps(record))["status"] == "optimal"
+    assert {s.value for s in Status} == {"optimal", "inaccurate"}
+
+
+def test_require_certified_refuses_an_uncertified_answer():
+    program = MarginProgram(random_delta(0), C=1.0)
+    good = solve(program, "cvxpy")
+    assert good.require_certified("fit") is good
+    bad_cert = certify(program, good.theta * 1.2, good.duals, backend="test", solver_status="odd",
+                       solve_seconds=0)
+    bad = type(good)(program, good.theta * 1.2, good.duals, bad_cert)
+    with pytest.raises(SolverError, match=r"^round 3: backend 'test' returned status 'odd' but the certificate "
+                                          r"fails \(relative gap .*, max violation .*\); try backend='cvxpy'") as info:
+        bad.require_certified("round 3")
+    assert info.value.status == "odd"
+
+
+def test_settings_objects_fresh_backends_and_diagnostics():
+    program = MarginProgram(random_delta(2, n=60), C=1.0)
+    settings = WorkingSetSettings(fallback=False, batch=7)
+    backend = get_backend("working-set", program, settings)
+    assert backend.settings is settings
+    first = backend.solve(program)
+    assert first.diagnostics["rounds"] >= 1 and first.diagnostics["working_set_size"] == 60
+    again = backend.fresh()
+    assert type(again) is WorkingSetQP and again.settings is settings and again._last is None
+    assert np.array_equal(again.solve(program).theta, first.theta)
+    # the keyword shorthand builds the same settings; unknown knobs and foreign settings are refused
+    assert WorkingSetQP(fallback=False, batch=7).settings == settings
+    with pytest.raises(DataError, match="no setting 'bacth'"):
+        WorkingSetQP(bacth=7)
+    with pytest.raises(DataError, match="WorkingSetSettings"):
+        get_backend("working-set", program, NewtonSettings())
+    with pytest.raises(DataError, match="settings go with a backend name"):
+        solve(program, backend, settings=settings)
+    for cls in BACKENDS.values():
+        built = cls()
+        assert isinstance(built.settings, cls.settings_class) and built.fresh().settings == built.settings
+

@@ -1,5 +1,7 @@
 """The working-set QP backend against the cvxpy/Clarabel reference on many random problems."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -8,13 +10,13 @@ from hypothesis import strategies as st
 from fairl_opt.exceptions import InfeasibleError
 from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.programs import MarginProgram
-from fairl_opt.solvers import CvxpyBackend, WorkingSetQP, get_backend
+from fairl_opt.solvers import CvxpyBackend, WorkingSetQP, WorkingSetSettings, get_backend
 from fairl_opt.solvers.box_qp import solve_box_qp
-from tests.test_solvers import random_delta
+from tests.oracles import random_delta
 
 
 def agree(program, atol=1e-6):
-    fast = WorkingSetQP(fallback=False).solve(program)
+    fast = WorkingSetQP(WorkingSetSettings(fallback=False)).solve(program)
     reference = CvxpyBackend().solve(program)
     assert fast.certificate.optimal, fast.certificate
     assert reference.certificate.optimal
@@ -57,21 +59,38 @@ def test_badly_scaled_embeddings(scale):
     # hard margins scale exactly: θ(sΔ) = θ(Δ)/s, an oracle that needs no reference at bad scales
     separable = random_delta(3, n=30, d=12, shift=4.0)
     unscaled = CvxpyBackend().solve(MarginProgram(separable)).theta
-    fast = WorkingSetQP(fallback=False).solve(MarginProgram(separable * scale))
+    fast = WorkingSetQP(WorkingSetSettings(fallback=False)).solve(MarginProgram(separable * scale))
     assert fast.certificate.optimal
     assert np.allclose(fast.theta * scale, unscaled, atol=1e-6)
 
 
-def test_extreme_scale_falls_back_to_reference_and_says_so():
-    """Norms 1e6 with C = 1 make the dual box [0, r²C] ~ [0, 1e13]: the interior point cannot
-    certify it, so the backend hands the problem to the reference and marks the status."""
+def test_uncertified_answer_falls_back_to_reference_and_says_so():
+    """One cutting-plane round on 400 pairs from a screened working set cannot certify: the backend
+    hands the problem to the reference, and both the diagnostics and the status say so."""
+    program = MarginProgram(random_delta(5, n=400, d=8, shift=0.5), C=1.0)
+    budget = WorkingSetSettings(max_rounds=1, full_set_below=10, screening_epochs=1, batch=1)
+    alone = WorkingSetQP(replace(budget, fallback=False)).solve(program)
+    assert not alone.certificate.optimal and not alone.diagnostics["fallback"]  # the fallback is needed
+    fast = WorkingSetQP(budget).solve(program)
+    reference = CvxpyBackend().solve(program)
+    assert fast.diagnostics["fallback"] and fast.diagnostics["rounds"] == 1
+    assert fast.certificate.solver_status.startswith("fallback-cvxpy(max_rounds):")
+    assert fast.certificate.backend == "working-set" and fast.certificate.optimal
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-7)
+    assert np.allclose(fast.theta, reference.theta, rtol=1e-9, atol=1e-12)
+
+
+def test_extreme_scale_is_certified_and_says_how():
+    """Norms 1e6 with C = 1 make the dual box [0, r²C] ~ [0, 1e13]: whichever path certifies it,
+    the status and the diagnostics agree on whether the reference answered."""
     program = MarginProgram(random_delta(3, n=80, d=12, shift=0.8) * 1e6, C=1.0)
     fast = WorkingSetQP().solve(program)
     reference = CvxpyBackend().solve(program)
     assert fast.certificate.optimal
     assert fast.objective == pytest.approx(reference.objective, rel=1e-7)
-    if "fallback" not in fast.certificate.solver_status:
-        assert fast.certificate.solver_status.startswith("working-set")
+    status = fast.certificate.solver_status
+    assert fast.diagnostics["fallback"] == status.startswith("fallback-cvxpy(")
+    assert status.startswith("fallback-cvxpy(") or status.startswith(("working-set:", "active-set polish"))
 
 
 def test_duplicate_rows_and_d_much_larger_than_n():
@@ -84,10 +103,10 @@ def test_duplicate_rows_and_d_much_larger_than_n():
 def test_cutting_planes_on_large_n():
     """n above the full-set threshold: the working set starts small and grows by violated pairs."""
     delta = random_delta(5, n=3000, d=8, shift=2.5)
-    backend = WorkingSetQP(full_set_below=500, fallback=False)
+    backend = WorkingSetQP(WorkingSetSettings(full_set_below=500, fallback=False))
     fast = backend.solve(MarginProgram(delta, C=1.0))
     reference = CvxpyBackend().solve(MarginProgram(delta, C=1.0))
-    assert backend.last_working_set_size_ < 3000
+    assert fast.diagnostics["working_set_size"] < 3000
     assert fast.certificate.optimal
     assert fast.objective == pytest.approx(reference.objective, rel=1e-7)
     assert np.allclose(fast.theta, reference.theta, atol=1e-6)
@@ -96,12 +115,12 @@ def test_cutting_planes_on_large_n():
 def test_warm_resolve_after_margin_edit_equals_cold():
     delta = random_delta(6, n=400, d=10, shift=1.0)
     program = MarginProgram(delta, C=1.0)
-    backend = WorkingSetQP(fallback=False)
+    backend = WorkingSetQP(WorkingSetSettings(fallback=False))
     first = backend.solve(program)
     margins = program.margins.copy()
     margins[np.argsort(delta @ first.theta)[:30]] += 0.5
     warm = backend.solve(program.with_margins(margins))
-    assert backend.last_working_set_size_ < 400  # started from the previous support
+    assert warm.diagnostics["working_set_size"] < 400  # started from the previous support
     cold = CvxpyBackend().solve(program.with_margins(margins))
     assert warm.certificate.optimal
     assert np.allclose(warm.theta, cold.theta, atol=2e-5)
@@ -119,7 +138,7 @@ def test_infeasible_hard_margin_is_named():
 def test_fa_rounds_match_reference_backend():
     delta = random_delta(8, n=150, d=6, shift=0.8)
     options = dict(settings=FASettings(oof_folds=3, max_rounds=3))
-    fast = run_fa(MarginProgram(delta, C=1.0), WorkingSetQP(fallback=False), **options)
+    fast = run_fa(MarginProgram(delta, C=1.0), WorkingSetQP(WorkingSetSettings(fallback=False)), **options)
     reference = run_fa(MarginProgram(delta, C=1.0), CvxpyBackend(), **options)
     assert [h.changed for h in fast.history] == [h.changed for h in reference.history]
     for a, b in zip(fast.history, reference.history):

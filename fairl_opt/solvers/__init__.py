@@ -1,14 +1,30 @@
-"""Backends behind one interface, each returning a :class:`Solution` with a :class:`Certificate`."""
+"""Backends behind one interface: a settings object in (:mod:`fairl_opt.solvers.settings`), a
+:class:`Solution` with a :class:`Certificate` (status :class:`Status`) and ``diagnostics`` out;
+infeasibility proofs in :mod:`fairl_opt.solvers.infeasibility`."""
 
 from fairl_opt.exceptions import DataError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers.base import Backend, Solution
-from fairl_opt.solvers.infeasibility import find_conflict, max_admissible_tightening, relative_margin
-from fairl_opt.solvers.certificate import Certificate, certify
+from fairl_opt.solvers.certificate import Certificate, Status, certify
 from fairl_opt.solvers.highs_lp import HighsLP
+from fairl_opt.solvers.infeasibility import (
+    farkas_radius,
+    find_conflict,
+    float_radius,
+    max_admissible_tightening,
+    raise_infeasible,
+    relative_margin,
+)
 from fairl_opt.solvers.lbfgs import LbfgsMaxEnt
 from fairl_opt.solvers.newton import NewtonMaxEnt
 from fairl_opt.solvers.reference import CvxpyBackend
+from fairl_opt.solvers.settings import (
+    CvxpySettings,
+    HighsSettings,
+    LBFGSSettings,
+    NewtonSettings,
+    WorkingSetSettings,
+)
 from fairl_opt.solvers.working_set import WorkingSetQP
 
 BACKENDS = {
@@ -24,12 +40,14 @@ BACKENDS = {
 NEWTON_MAX_DIM = 64
 
 
-def get_backend(name: str, program) -> Backend:
-    """A backend instance by name; ``"auto"`` picks the best one for the program.
+def get_backend(name: str, program, settings=None) -> Backend:
+    """A backend instance by name, built with ``settings`` (its settings class, e.g.
+    :class:`WorkingSetSettings`; None: the defaults); ``"auto"`` picks the best one for the program.
 
     ``auto``: damped Newton for MaxEnt with d ≤ :data:`NEWTON_MAX_DIM`, certified L-BFGS above
     (both far faster than the exponential cone); working-set interior point for ``mm-qp``;
-    HiGHS directly (dual LP, cutting planes, hot starts) for ``mm-lp``.
+    HiGHS directly (dual LP, cutting planes, hot starts) for ``mm-lp``. Settings of another
+    backend's type are a DataError naming the backend and the type it takes.
     """
     if name == "auto":
         if isinstance(program, MaxEntProgram):
@@ -40,34 +58,48 @@ def get_backend(name: str, program) -> Backend:
             name = "highs"
     if name not in BACKENDS:
         raise DataError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}")
-    backend = BACKENDS[name]()
+    backend = BACKENDS[name](settings)
     if not backend.supports(program):
         raise DataError(f"backend {name!r} cannot solve {type(program).__name__}")
     return backend
 
 
-def solve(program, backend: str | Backend = "auto", warm_start: Solution | None = None) -> Solution:
-    """Solve ``program`` with ``backend`` (a name or an instance) and return the certified solution."""
+def solve(program, backend: str | Backend = "auto", warm_start: Solution | None = None, settings=None) -> Solution:
+    """Solve ``program`` with ``backend`` (a name, built with ``settings``, or an instance) and
+    return the certified solution."""
     if isinstance(backend, str):
-        backend = get_backend(backend, program)
+        backend = get_backend(backend, program, settings)
+    elif settings is not None:
+        raise DataError("settings go with a backend name; an instance already has its own")
     return backend.solve(program, warm_start=warm_start)
 
 
 __all__ = [
+    "BACKENDS",
     "Backend",
     "Certificate",
     "CvxpyBackend",
+    "CvxpySettings",
+    "HighsLP",
+    "HighsSettings",
+    "LBFGSSettings",
+    "LbfgsMaxEnt",
     "MarginProgram",
     "MaxEntProgram",
+    "NEWTON_MAX_DIM",
     "NewtonMaxEnt",
+    "NewtonSettings",
     "Solution",
+    "Status",
+    "WorkingSetQP",
+    "WorkingSetSettings",
     "certify",
+    "farkas_radius",
     "find_conflict",
+    "float_radius",
     "get_backend",
     "max_admissible_tightening",
+    "raise_infeasible",
     "relative_margin",
     "solve",
-    "WorkingSetQP",
-    "LbfgsMaxEnt",
-    "HighsLP",
 ]

@@ -3,19 +3,21 @@ shortcuts, the certificate); the infeasibility proofs live in :mod:`fairl_opt.so
 
 A backend does exactly three things for the FA loop: ``solve(program)``, ``solve(program,
 warm_start=previous)`` after the loop edited margins/weights, and a :class:`Certificate` (built by
-:func:`certify`, never by the backend's own judgement).
+:func:`certify`, never by the backend's own judgement). It is built from one frozen settings object
+(:mod:`fairl_opt.solvers.settings`) and reports how each solve went in ``Solution.diagnostics``,
+not in attributes of its own.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
 from fairl_opt.exceptions import DataError, FairlError, InfeasibleError, NumericalRangeError, SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
-from fairl_opt.solvers.certificate import Certificate, certify
+from fairl_opt.solvers.certificate import Certificate, Status, certify
 from fairl_opt.solvers.infeasibility import SEPARABLE_MARGIN, relative_margin
 from fairl_opt.solvers.scaling import (
     Scaling,
@@ -36,20 +38,58 @@ ALL_SLACK_PRICE = 1e-6
 
 @dataclass(frozen=True, eq=False)
 class Solution:
-    """A solved program: θ, dual multipliers, and the certificate computed from both."""
+    """A solved program: θ, dual multipliers, the certificate computed from both, and what the
+    backend reports about the solve.
+
+    ``diagnostics`` is a plain dict set once per solve (empty when a backend reports nothing).
+    Keys by backend (``certificate.backend`` names it):
+
+    * ``working-set``: ``rounds`` (cutting-plane rounds), ``working_set_size`` (pairs in the last
+      box QP), ``ipm_iterations`` (interior-point iterations over the rounds), ``fallback`` (True
+      when the answer is the cvxpy reference's; ``solver_status`` then starts with
+      ``"fallback-cvxpy"``), ``polished`` (True when the active-set polish produced it);
+    * ``highs``: ``rounds`` (HiGHS runs), ``working_set_size`` (pairs in the LP at the end),
+      ``reused`` (the kept Highs instance was hot-started), ``iterations`` (simplex plus
+      interior-point iterations);
+    * ``lbfgs``: ``nfev`` (fused value+gradient evaluations, both stages), ``lbfgs_nfev`` and
+      ``nit`` (evaluations and iterations of the L-BFGS stage), ``newton_steps``, ``hvp`` and
+      ``hessians`` (the finishing stage), ``stage`` (``"lbfgs"``, ``"newton"`` or ``"budget"``:
+      the stage that certified, or none did);
+    * ``newton``: ``newton_steps``;
+    * ``cvxpy``: ``solver`` (the cvxpy solver name);
+    * any backend, when :class:`Backend` answered by an exact shortcut: ``shortcut``
+      (``"hard-first"``, with the hard solve's own keys, or ``"all-slack"``).
+    """
 
     program: MarginProgram | MaxEntProgram
     theta: np.ndarray
     duals: np.ndarray
     certificate: Certificate
+    diagnostics: dict = field(default_factory=dict)
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
+        """The certificate's verdict."""
         return self.certificate.status
 
     @property
     def objective(self) -> float:
+        """The primal objective P(θ) the certificate evaluated."""
         return self.certificate.primal_objective
+
+    def require_certified(self, context: str) -> Solution:
+        """This solution when its certificate accepts it; otherwise a :class:`SolverError` naming
+        ``context``, the backend, its own status and the failing figures (the one place an
+        uncertified answer is refused)."""
+        cert = self.certificate
+        if not cert.optimal:
+            raise SolverError(
+                f"{context}: backend {cert.backend!r} returned status {cert.solver_status!r} but the "
+                f"certificate fails (relative gap {cert.relative_gap:.2e}, max violation "
+                f"{cert.max_violation:.2e}); try backend='cvxpy' or rescaled embeddings",
+                status=cert.solver_status,
+            )
+        return self
 
 
 class Backend:
@@ -66,6 +106,35 @@ class Backend:
     name = "abstract"
     #: What the backend solves, for error messages.
     solves = "nothing"
+    #: The frozen dataclass of this backend's knobs (:mod:`fairl_opt.solvers.settings`).
+    settings_class: type = type(None)
+
+    def __init__(self, settings=None, **knobs):
+        """``settings``: an instance of :attr:`settings_class` (None: its defaults). Keyword
+        ``knobs`` are a shorthand for fields of it, applied on top (``WorkingSetQP(fallback=False)``
+        is ``WorkingSetQP(WorkingSetSettings(fallback=False))``)."""
+        if settings is None:
+            settings = self.settings_class()
+        if not isinstance(settings, self.settings_class):
+            raise DataError(f"backend {self.name!r} takes settings of type {self.settings_class.__name__}, "
+                            f"got {type(settings).__name__}")
+        if knobs:
+            names = {f.name for f in fields(settings)}
+            unknown = sorted(set(knobs) - names)
+            if unknown:
+                raise DataError(f"backend {self.name!r} has no setting {unknown[0]!r}; its settings are "
+                                f"{sorted(names)}")
+            settings = replace(settings, **knobs)
+        self.settings = settings
+        self._reset()
+
+    def _reset(self) -> None:
+        """Set up the per-solve state a backend keeps between solves (warm starts, caches)."""
+
+    def fresh(self) -> Backend:
+        """A new backend of the same type and settings, with none of this one's per-solve state
+        (warm starts, caches): what a separate fit, e.g. an FA fold, should solve with."""
+        return type(self)(self.settings)
 
     def supports(self, program) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
@@ -74,6 +143,8 @@ class Backend:
         raise NotImplementedError
 
     def solve(self, program, warm_start: Solution | None = None) -> Solution:
+        """The certified :class:`Solution` of ``program`` (warm-started from ``warm_start``, a
+        previous solution, when the backend can use it); see the class docstring."""
         if not self.supports(program):
             what = type(program).__name__ + (f" with norm={program.norm!r}" if isinstance(program, MarginProgram) else "")
             raise DataError(f"backend {self.name!r} solves {self.solves} only, not {what}")
@@ -104,6 +175,7 @@ class Backend:
                 inner.theta * scaling.theta_factor,
                 inner.duals * scaling.dual_factor,
                 _certificate_back(inner.certificate, scaling),
+                inner.diagnostics,
             )
         if not (np.isfinite(outer.theta).all() and np.isfinite(outer.certificate.primal_objective)):
             what = "margins" if isinstance(program, MarginProgram) else "reg (λ)"
@@ -139,11 +211,11 @@ class Backend:
             elif float(np.max(prices)) <= ALL_SLACK_PRICE:
                 found = _all_slack(program)
             if found is not None:
-                theta, duals, status = found
+                theta, duals, status, diagnostics = found
                 cert = certify(program, theta, duals, backend=self.name, solver_status=status,
                                solve_seconds=time.perf_counter() - start)
                 if cert.optimal:
-                    return Solution(program, theta, duals, cert)
+                    return Solution(program, theta, duals, cert, diagnostics)
         try:
             check_range(program)
         except DataError as refusal:
@@ -173,7 +245,7 @@ class Backend:
         return self._solve(program, warm_start)
 
     def _hard_first(self, program):
-        """((θ, α, status) or None, the hard solve's error or None). A hard solve that does not
+        """((θ, α, status, diagnostics) or None, the hard solve's error or None). A hard solve that does not
         answer the soft program leaves no trace in the backend (its warm starts and caches are
         restored), so the soft solve that follows is the one it would have been."""
         kept = dict(self.__dict__)
@@ -195,7 +267,8 @@ class Backend:
             # and clear every margin by more than the rounding of Δ_iθ, so no slack is left for
             # the soft objective to price (the certificate bounds that rounding too)
             theta = theta * (1 + 4 * (program.dim + 2) * np.finfo(float).eps)
-            return (theta, hard.duals, f"hard-first:{hard.certificate.solver_status}"), None
+            diagnostics = dict(hard.diagnostics, shortcut="hard-first")
+            return (theta, hard.duals, f"hard-first:{hard.certificate.solver_status}", diagnostics), None
         self.__dict__.clear()
         self.__dict__.update(kept)
         return None, None
@@ -229,17 +302,19 @@ class Backend:
             warm.theta / scaling.theta_factor,
             warm.duals / scaling.dual_factor,
             warm.certificate,
+            warm.diagnostics,
         )
 
 
 def _all_slack(program: MarginProgram):
-    """(θ, α, status) with every multiplier at its price, α = C (see ``_solve_soft_or_hard``)."""
+    """(θ, α, status, diagnostics) with every multiplier at its price, α = C (see
+    ``_solve_soft_or_hard``)."""
     alpha = program.prices
     if program.norm == "l2":
         theta = program.delta.T @ alpha
     else:
         theta = np.zeros(program.dim)
-    return theta, alpha, "all-slack"
+    return theta, alpha, "all-slack", {"shortcut": "all-slack"}
 
 
 def _comfortable(program) -> bool:

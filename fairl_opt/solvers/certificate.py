@@ -16,6 +16,7 @@ so the same answer is accepted or refused at every scale.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,14 +28,30 @@ GAP_TOL = 1e-6
 FEAS_TOL = 1e-7
 
 
+class Status(str, enum.Enum):
+    """A certificate's verdict. A ``str`` subclass: ``cert.status == "optimal"`` holds, and
+    ``str()``/f-strings/JSON give the plain value."""
+
+    #: The relative gap and the relative violation are within the tolerances.
+    OPTIMAL = "optimal"
+    #: At least one of them is not (or a figure is not finite): the answer is not certified.
+    INACCURATE = "inaccurate"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass(frozen=True)
 class Certificate:
     """Evidence that θ solves a program.
 
     Attributes
     ----------
-    status : {"optimal", "inaccurate"}
-        "optimal" when ``relative_gap <= gap_tol`` and ``relative_violation <= feas_tol``.
+    status : Status
+        :attr:`Status.OPTIMAL` when ``relative_gap <= gap_tol`` and ``relative_violation <= feas_tol``.
     solver_status : str
         What the backend itself reported.
     primal_objective, dual_objective : float
@@ -54,7 +71,7 @@ class Certificate:
         :mod:`fairl_opt.solvers.scaling`); 1 when the data were used as given.
     """
 
-    status: str
+    status: Status
     solver_status: str
     primal_objective: float
     dual_objective: float
@@ -70,12 +87,20 @@ class Certificate:
     row_scale: float = 1.0
     margin_scale: float = 1.0
 
+    def __post_init__(self):
+        # a plain string (a certificate read back from JSON) becomes the enum; unknown values fail
+        object.__setattr__(self, "status", Status(self.status))
+
     @property
     def optimal(self) -> bool:
-        return self.status == "optimal"
+        """Whether the certificate accepts the answer (status :attr:`Status.OPTIMAL`)."""
+        return self.status is Status.OPTIMAL
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain Python values (``status`` as its string value), ready for JSON."""
+        out = asdict(self)
+        out["status"] = self.status.value
+        return out
 
 
 def relative_gap(primal: float, dual: float) -> float:
@@ -241,7 +266,7 @@ def certify(
         and rel_violation <= feas_tol
     )
     return Certificate(
-        status="optimal" if ok else "inaccurate",
+        status=Status.OPTIMAL if ok else Status.INACCURATE,
         solver_status=str(solver_status),
         primal_objective=float(primal),
         dual_objective=float(dual),

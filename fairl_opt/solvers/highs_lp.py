@@ -67,6 +67,7 @@ from fairl_opt.programs import MarginProgram
 from fairl_opt.solvers.base import Backend, Solution
 from fairl_opt.solvers.infeasibility import raise_infeasible
 from fairl_opt.solvers.certificate import FEAS_TOL, certify
+from fairl_opt.solvers.settings import HighsSettings
 from fairl_opt.solvers.reference import _stdout_silenced
 
 INF = highspy.kHighsInf
@@ -89,70 +90,26 @@ class HighsLP(Backend):
 
     Parameters
     ----------
-    initial_rows : int or None
-        Pairs in the first working set; default ``min(n, max(100, 4d, n // 5))``.
-    batch : int or None
-        Most violated pairs added per round; default ``max(50, n // 10)``.
-    tol : float
-        A pair counts as violated when ``m_i − Δ_i θ > tol · max|m|`` (the certificate
-        accepts 1e-7 on the same scale).
-    cutting_planes : bool
-        False puts all n pairs in the first working set (one plain HiGHS solve).
-    ipm_above : int
-        A cold solve uses IPX when (pairs in W) × d is at least this, else the dual simplex.
-    crossover : {"on", "off"}
-        Crossover after IPX. "on" (default) leaves a basis for hot-started rounds and warm
-        re-solves; "off" saves ~15% of a cold solve but every later round is an IPX solve.
-    hot_strategy : int or None
-        HiGHS ``simplex_strategy`` for hot starts; None: primal (4) for hard margins, dual (1) for
-        soft ones (boxed α).
-    max_refinements : int
-        Hard margins: re-solves allowed to repair last-digit margin shortfalls (see ``_refine``).
-    options : dict or None
-        Extra HiGHS options (override :data:`HIGHS_LP_OPTIONS`).
+    settings : HighsSettings, optional
+        The knobs (first working set, batch, violation tolerance, cutting planes on/off, when to
+        use IPX, crossover, hot-start strategy, refinements, extra HiGHS options); see
+        :class:`~fairl_opt.solvers.settings.HighsSettings`.
 
-    Attributes (after a solve)
-    --------------------------
-    last_working_set_size_ : int
-        Pairs in the LP at the end (≤ n).
-    last_rounds_ : int
-        HiGHS runs in the last call.
-    last_reused_ : bool
-        Whether the last call hot-started the kept Highs instance.
-    last_iterations_ : int
-        Simplex plus interior-point iterations over the runs.
+    Each solution's ``diagnostics``: ``working_set_size`` (pairs in the LP at the end, ≤ n),
+    ``rounds`` (HiGHS runs in the call), ``reused`` (whether the call hot-started the kept Highs
+    instance), ``iterations`` (simplex plus interior-point iterations over the runs). The Highs
+    instance and its working set are kept (privately) for warm re-solves on the same rows.
     """
 
     name = "highs"
     solves = "MarginProgram with norm 'l1' or 'linf'"
+    settings_class = HighsSettings
 
-    def __init__(
-        self,
-        initial_rows=None,
-        batch=None,
-        tol=1e-9,
-        cutting_planes=True,
-        ipm_above=200_000,
-        crossover="on",
-        hot_strategy=None,
-        max_refinements=3,
-        options=None,
-    ):
-        self.initial_rows = initial_rows
-        self.batch = batch
-        self.tol = float(tol)
-        self.cutting_planes = bool(cutting_planes)
-        self.ipm_above = int(ipm_above)
-        self.options = dict(HIGHS_LP_OPTIONS, **(options or {}))
-        self.max_refinements = int(max_refinements)
-        self.crossover = crossover
-        self.hot_strategy = hot_strategy
+    def _reset(self) -> None:
+        self._options = dict(HIGHS_LP_OPTIONS, **(self.settings.options or {}))
         self._highs = None
         self._delta = None  # the program.delta object the model was built from
-        self.last_working_set_size_ = None
-        self.last_rounds_ = 0
-        self.last_reused_ = False
-        self.last_iterations_ = 0
+        self._stats = {}
 
     def supports(self, program) -> bool:
         return isinstance(program, MarginProgram) and program.norm in ("l1", "linf")
@@ -172,9 +129,7 @@ class HighsLP(Backend):
             and program.norm == self._norm
             and program.hard == self._hard
         )
-        self.last_reused_ = reuse
-        self.last_rounds_ = 0
-        self.last_iterations_ = 0
+        self._stats = dict(rounds=0, working_set_size=0, reused=reuse, iterations=0)
         if reuse:
             self._update(program)
         else:
@@ -182,10 +137,10 @@ class HighsLP(Backend):
         theta, alpha_ws, status = self._cutting_planes(program)
         duals = np.zeros(program.n_pairs)
         duals[self._ws] = alpha_ws
-        self.last_working_set_size_ = len(self._ws)
+        self._stats["working_set_size"] = len(self._ws)
         seconds = time.perf_counter() - start
         cert = certify(program, theta, duals, backend=self.name, solver_status=status, solve_seconds=seconds)
-        return Solution(program, theta, duals, cert)
+        return Solution(program, theta, duals, cert, dict(self._stats))
 
     # -- model construction ---------------------------------------------------------------------
     def _build(self, program: MarginProgram, warm_start) -> None:
@@ -193,7 +148,7 @@ class HighsLP(Backend):
         with _stdout_silenced():
             highs = highspy.Highs()  # prints a banner to fd 1
             highs.disableCallbacks()  # highspy enables Python callbacks by default; none are used
-            for key, value in self.options.items():
+            for key, value in self._options.items():
                 if highs.setOptionValue(key, value) != highspy.HighsStatus.kOk:
                     raise DataError(f"HiGHS rejected option {key}={value!r}")
         self._delta = program.delta
@@ -231,9 +186,9 @@ class HighsLP(Backend):
 
     def _initial_rows(self, program: MarginProgram, warm_start) -> np.ndarray:
         n, d = program.delta.shape
-        k = n if not self.cutting_planes else self.initial_rows
+        k = n if not self.settings.cutting_planes else self.settings.initial_rows
         if k is None:  # large dense LPs with n ≤ 32d: CG rounds cost more than IPX on all pairs
-            k = n if n <= 32 * d and n * d >= self.ipm_above else max(100, 4 * d, n // 5)
+            k = n if n <= 32 * d and n * d >= self.settings.ipm_above else max(100, 4 * d, n // 5)
         k = int(min(n, max(1, k)))
         if k == n:
             return np.arange(n)
@@ -309,7 +264,7 @@ class HighsLP(Backend):
 
     # -- the loop ----------------------------------------------------------------------------------
     def _large(self) -> bool:
-        return len(self._ws) * self._D.shape[1] >= self.ipm_above
+        return len(self._ws) * self._D.shape[1] >= self.settings.ipm_above
 
     def _run_round(self) -> tuple:
         """One HiGHS run; cold first runs of large models use IPX + crossover. If the run ends in
@@ -321,27 +276,27 @@ class HighsLP(Backend):
             if attempt:
                 highs.clearSolver()  # drop the basis: solve cold
             highs.setOptionValue("solver", solver)
-            highs.setOptionValue("run_crossover", self.crossover)
+            highs.setOptionValue("run_crossover", self.settings.crossover)
             hot = attempt == 0 and self._has_basis
-            strategy = self.hot_strategy or (_PRIMAL_SIMPLEX if self._hard else _DUAL_SIMPLEX)
+            strategy = self.settings.hot_strategy or (_PRIMAL_SIMPLEX if self._hard else _DUAL_SIMPLEX)
             highs.setOptionValue("simplex_strategy", strategy if hot else _DUAL_SIMPLEX)
             _run(highs)
             info = highs.getInfo()
-            self.last_rounds_ += 1
-            self.last_iterations_ += max(0, int(info.simplex_iteration_count))
-            self.last_iterations_ += max(0, int(info.ipm_iteration_count))
+            self._stats["rounds"] += 1
+            self._stats["iterations"] += max(0, int(info.simplex_iteration_count))
+            self._stats["iterations"] += max(0, int(info.ipm_iteration_count))
             status = highs.getModelStatus()
             if status in (_MS.kOptimal, _MS.kUnbounded, _MS.kUnboundedOrInfeasible):
                 break
-        self._has_basis = status == _MS.kOptimal and (solver == "simplex" or self.crossover != "off")
+        self._has_basis = status == _MS.kOptimal and (solver == "simplex" or self.settings.crossover != "off")
         return status
 
     def _cutting_planes(self, program: MarginProgram):
         D, m = self._D, program.margins
         n, d = D.shape
-        tol = self.tol * (float(np.abs(m).max()) or 1.0)
+        tol = self.settings.tol * (float(np.abs(m).max()) or 1.0)
         refine_tol = 0.1 * FEAS_TOL * (float(np.abs(m).max()) or 1.0)
-        batch = self.batch if self.batch is not None else max(50, n // 10)
+        batch = self.settings.batch if self.settings.batch is not None else max(50, n // 10)
         refinements = 0
         while True:
             status = self._run_round()
@@ -364,7 +319,7 @@ class HighsLP(Backend):
             theta = -np.asarray(solution.row_dual, dtype=np.float64)[:d]
             violation = m - D @ theta
             refined = False
-            if program.hard and refinements < self.max_refinements:
+            if program.hard and refinements < self.settings.max_refinements:
                 refined = self._refine(program, violation[self._ws], refine_tol)
                 refinements += refined
             violation[self._in_ws] = -np.inf

@@ -22,6 +22,7 @@ from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers.base import Backend, Solution
 from fairl_opt.solvers.infeasibility import raise_infeasible
 from fairl_opt.solvers.certificate import certify
+from fairl_opt.solvers.settings import CvxpySettings
 
 CLARABEL_OPTIONS = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)
 HIGHS_OPTIONS = dict(log_to_console=False, output_flag=False)
@@ -31,12 +32,18 @@ _INFEASIBLE = (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE)
 
 
 class CvxpyBackend(Backend):
-    """cvxpy reference backend (Clarabel for ``mm-qp`` and ``maxent``, HiGHS for ``mm-lp``)."""
+    """cvxpy reference backend (Clarabel for ``mm-qp`` and ``maxent``, HiGHS for ``mm-lp``).
+
+    ``settings``: :class:`~fairl_opt.solvers.settings.CvxpySettings` (no knobs). Each solution's
+    ``diagnostics``: ``solver`` (the cvxpy solver name). The last margin problem is kept (privately)
+    so FA re-solves on the same rows only change its parameters.
+    """
 
     name = "cvxpy"
     solves = "MarginProgram and MaxEntProgram"
+    settings_class = CvxpySettings
 
-    def __init__(self):
+    def _reset(self) -> None:
         self._cache = None  # (key, problem, theta_var, margin_param, constraint)
 
     def supports(self, program) -> bool:
@@ -99,7 +106,7 @@ class CvxpyBackend(Backend):
         duals = np.asarray(constraint.dual_value, dtype=np.float64)
         theta_value = np.asarray(theta.value, dtype=np.float64)
         cert = certify(program, theta_value, duals, backend=self.name, solver_status=status, solve_seconds=seconds)
-        return Solution(program, theta_value, duals, cert)
+        return Solution(program, theta_value, duals, cert, {"solver": solver})
 
     # -- maxent ----------------------------------------------------------------------------------
     def _solve_maxent(self, program: MaxEntProgram) -> Solution:
@@ -119,7 +126,7 @@ class CvxpyBackend(Backend):
         theta_value = np.asarray(theta.value, dtype=np.float64)
         duals = program.dual_variables(theta_value)
         cert = certify(program, theta_value, duals, backend=self.name, solver_status=status, solve_seconds=seconds)
-        return Solution(program, theta_value, duals, cert)
+        return Solution(program, theta_value, duals, cert, {"solver": cp.CLARABEL})
 
 
 def _run(problem: cp.Problem, solver: str, options: dict) -> tuple[float, str]:

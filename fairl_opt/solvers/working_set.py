@@ -31,6 +31,7 @@ from fairl_opt.solvers.base import Backend, Solution
 from fairl_opt.solvers.infeasibility import find_conflict, raise_infeasible
 from fairl_opt.solvers.box_qp import solve_box_qp
 from fairl_opt.solvers.certificate import certify
+from fairl_opt.solvers.settings import WorkingSetSettings
 
 
 class WorkingSetQP(Backend):
@@ -38,36 +39,26 @@ class WorkingSetQP(Backend):
 
     Parameters
     ----------
-    full_set_below : int
-        Solve on every pair at once when n is at most this (no working set needed).
-    screening_epochs : int
-        Coordinate-descent epochs that pick the first working set for larger n.
-    batch : int
-        At most this many violated pairs enter the working set per round.
-    max_rounds : int
-        Cutting-plane rounds before giving up (then: fallback).
-    fallback : bool
-        Fall back to the cvxpy reference when the answer cannot be certified.
+    settings : WorkingSetSettings, optional
+        The knobs (working-set sizes, rounds, fallback); see
+        :class:`~fairl_opt.solvers.settings.WorkingSetSettings`.
 
-    Attributes
-    ----------
-    last_rounds_, last_working_set_size_, last_ipm_iterations_ : int
-        Diagnostics of the latest solve.
+    Each solution's ``diagnostics``: ``rounds``, ``working_set_size``, ``ipm_iterations``,
+    ``fallback``, ``polished`` (see :class:`~fairl_opt.solvers.base.Solution`). The previous
+    solution is kept (privately) as the warm start of the next solve on the same rows.
     """
 
     name = "working-set"
     solves = "MarginProgram with norm 'l2'"
+    settings_class = WorkingSetSettings
 
-    def __init__(self, full_set_below=5000, screening_epochs=20, batch=2000, max_rounds=50, fallback=True):
-        self.full_set_below = full_set_below
-        self.screening_epochs = screening_epochs
-        self.batch = batch
-        self.max_rounds = max_rounds
-        self.fallback = fallback
+    def _reset(self) -> None:
         self._last: Solution | None = None
-        self.last_rounds_ = 0
-        self.last_working_set_size_ = 0
-        self.last_ipm_iterations_ = 0
+
+    @property
+    def last_rounds_(self) -> int:
+        """Deprecated alias: ``diagnostics["rounds"]`` of the latest solution this backend made."""
+        return int(self._last.diagnostics.get("rounds", 0)) if self._last is not None else 0
 
     def supports(self, program) -> bool:
         return isinstance(program, MarginProgram) and program.norm == "l2"
@@ -89,19 +80,20 @@ class WorkingSetQP(Backend):
         work = self._initial_working_set(program, upper, warm_start)
         status = "max_rounds"
         theta = alpha = None
-        self.last_ipm_iterations_ = 0
-        for round_ in range(1, self.max_rounds + 1):
+        stats = dict(rounds=0, working_set_size=0, ipm_iterations=0, fallback=False, polished=False)
+        settings = self.settings
+        for round_ in range(1, settings.max_rounds + 1):
             rows = np.flatnonzero(work)
             full = rows.size == n  # no row copy when every pair is in the working set
             box = (upper if full else upper[rows]) if per_pair else upper
             result = solve_box_qp(delta if full else delta[rows], margins[rows], box)
-            self.last_ipm_iterations_ += result.iterations
+            stats["ipm_iterations"] += result.iterations
             if result.status == "unbounded":
                 # a dual that grows without bound means infeasible — or a margin so thin that the
                 # multipliers are huge: let the active-set polish try the IPM's support first
                 guess = np.zeros(n)
                 guess[rows] = result.alpha
-                polished = self._polish(program, guess, upper, start, "unbounded")
+                polished = self._polish(program, guess, upper, start, "unbounded", stats)
                 if polished is not None:
                     return polished
                 if find_conflict(delta, margins) is not None:
@@ -113,23 +105,23 @@ class WorkingSetQP(Backend):
             alpha[rows] = result.alpha
             slack = delta @ theta - margins
             violated = np.flatnonzero(~work & (slack < -tol))
-            self.last_rounds_ = round_
-            self.last_working_set_size_ = int(rows.size)
+            stats["rounds"] = round_
+            stats["working_set_size"] = int(rows.size)
             if violated.size == 0:
                 status = f"working-set:{result.status}"
                 break
-            worst = violated[np.argsort(slack[violated], kind="stable")[: self.batch]]
+            worst = violated[np.argsort(slack[violated], kind="stable")[: settings.batch]]
             work[worst] = True
         if theta is not None:
             cert = certify(program, theta, alpha, backend=self.name, solver_status=status,
                            solve_seconds=time.perf_counter() - start)
             if cert.optimal:
-                return self._keep(Solution(program, theta, alpha, cert))
-            polished = self._polish(program, alpha, upper, start, status)
+                return self._keep(Solution(program, theta, alpha, cert, stats))
+            polished = self._polish(program, alpha, upper, start, status, stats)
             if polished is not None:
                 return polished
-            if not self.fallback:
-                return self._keep(Solution(program, theta, alpha, cert))
+            if not settings.fallback:
+                return self._keep(Solution(program, theta, alpha, cert, stats))
         if status == "unbounded-but-feasible" and program.hard:
             raise_infeasible(program, "dual unbounded; no verified conflict")
         from fairl_opt.solvers.reference import CvxpyBackend
@@ -138,9 +130,10 @@ class WorkingSetQP(Backend):
         cert = certify(program, reference.theta, reference.duals, backend=self.name,
                        solver_status=f"fallback-cvxpy({status}):{reference.certificate.solver_status}",
                        solve_seconds=time.perf_counter() - start)
-        return self._keep(Solution(program, reference.theta, reference.duals, cert))
+        stats["fallback"] = True
+        return self._keep(Solution(program, reference.theta, reference.duals, cert, stats))
 
-    def _polish(self, program, alpha_guess, upper, start, status, max_iter: int = 30) -> Solution | None:
+    def _polish(self, program, alpha_guess, upper, start, status, stats, max_iter: int = 30) -> Solution | None:
         """Exact KKT point from a guess of the support, by a primal–dual active-set method.
 
         With F the pairs on their margin (0 < α_i < C_i) and B those at their price (α_i = C_i),
@@ -157,9 +150,10 @@ class WorkingSetQP(Backend):
         # overdetermined and this simple method can cycle; it is a polish, not a solver)
         if not float(alpha_guess.max(initial=0.0)) > 0:
             return None
-        return self._active_set(program, alpha_guess, caps, start, status, max_iter)
+        return self._active_set(program, alpha_guess, caps, start, status, stats, max_iter)
 
-    def _active_set(self, program, alpha_guess, caps, start, status, max_iter) -> Solution | None:
+    def _active_set(self, program, alpha_guess, caps, start, status, stats, max_iter) -> Solution | None:
+        """The active-set iterations of :meth:`_polish`; the certified solution or None."""
         delta, margins = program.delta, program.margins
         top = float(alpha_guess.max()) if alpha_guess.size else 0.0
         bound = np.isfinite(caps) & (alpha_guess >= caps * (1 - 1e-6)) & (top > 0)
@@ -186,7 +180,8 @@ class WorkingSetQP(Backend):
                 cert = certify(program, theta, alpha, backend=self.name,
                                solver_status=f"active-set polish ({iteration} steps, after {status})",
                                solve_seconds=time.perf_counter() - start)
-                return self._keep(Solution(program, theta, alpha, cert)) if cert.optimal else None
+                diagnostics = dict(stats, polished=True)
+                return self._keep(Solution(program, theta, alpha, cert, diagnostics)) if cert.optimal else None
             # one change of each kind per step, the worst first (keeps the method from cycling)
             if leave.any():
                 free[np.flatnonzero(leave)[np.argmin(alpha[leave])]] = False
@@ -201,6 +196,7 @@ class WorkingSetQP(Backend):
         return None
 
     def _keep(self, solution: Solution) -> Solution:
+        """Remember ``solution`` as the warm start of the next solve; return it."""
         self._last = solution
         return solution
 
@@ -215,13 +211,13 @@ class WorkingSetQP(Backend):
             # a working set of more than half the pairs saves little and costs extra rounds
             if work.any() and work.sum() <= n // 2:
                 return work
-        if n <= self.full_set_below:
+        if n <= self.settings.full_set_below:
             return np.ones(n, dtype=bool)
         alpha = np.zeros(n)
         theta = np.zeros(program.dim)
         qdiag = np.einsum("ij,ij->i", delta, delta, dtype=np.float64)
         bounds = np.array(upper, dtype=np.float64) if np.ndim(upper) == 1 else np.full(n, float(upper))
-        dual_coordinate_descent(delta, margins, bounds, alpha, theta, qdiag, self.screening_epochs, 0.0, 0)
+        dual_coordinate_descent(delta, margins, bounds, alpha, theta, qdiag, self.settings.screening_epochs, 0.0, 0)
         slack = delta @ theta - margins
         # the support candidates: on or inside the margin, with a band for the screening's error
         band = np.quantile(np.abs(slack), min(1.0, (2 * program.dim + 50) / n))

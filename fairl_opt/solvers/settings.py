@@ -1,0 +1,160 @@
+"""The tuning knobs of each backend, one frozen dataclass per backend.
+
+A backend is built as ``Backend(settings)`` (``None``: the defaults) and keeps its settings
+unchanged; :meth:`~fairl_opt.solvers.base.Backend.fresh` builds another one with the same settings.
+``get_backend(name, program, settings=...)`` checks that the settings belong to the backend it picks.
+The defaults are the values every backend used before settings objects existed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fairl_opt.exceptions import DataError
+
+
+@dataclass(frozen=True)
+class WorkingSetSettings:
+    """Knobs of :class:`~fairl_opt.solvers.working_set.WorkingSetQP`.
+
+    Attributes
+    ----------
+    full_set_below : int
+        Solve on every pair at once when n is at most this (no working set needed).
+    screening_epochs : int
+        Coordinate-descent epochs that pick the first working set for larger n.
+    batch : int
+        At most this many violated pairs enter the working set per round.
+    max_rounds : int
+        Cutting-plane rounds before giving up (then: polish, then fallback).
+    fallback : bool
+        Fall back to the cvxpy reference when the answer cannot be certified.
+    """
+
+    full_set_below: int = 5000
+    screening_epochs: int = 20
+    batch: int = 2000
+    max_rounds: int = 50
+    fallback: bool = True
+
+
+@dataclass(frozen=True)
+class HighsSettings:
+    """Knobs of :class:`~fairl_opt.solvers.highs_lp.HighsLP`.
+
+    Attributes
+    ----------
+    initial_rows : int or None
+        Pairs in the first working set; default ``min(n, max(100, 4d, n // 5))``.
+    batch : int or None
+        Most violated pairs added per round; default ``max(50, n // 10)``.
+    tol : float
+        A pair counts as violated when ``m_i − Δ_i θ > tol · max|m|`` (the certificate accepts
+        1e-7 on the same scale).
+    cutting_planes : bool
+        False puts all n pairs in the first working set (one plain HiGHS solve).
+    ipm_above : int
+        A cold solve uses IPX when (pairs in W) × d is at least this, else the dual simplex.
+    crossover : {"on", "off"}
+        Crossover after IPX. "on" leaves a basis for hot-started rounds and warm re-solves; "off"
+        saves ~15% of a cold solve but every later round is an IPX solve.
+    hot_strategy : int or None
+        HiGHS ``simplex_strategy`` for hot starts; None: primal (4) for hard margins, dual (1) for
+        soft ones (boxed α).
+    max_refinements : int
+        Hard margins: re-solves allowed to repair last-digit margin shortfalls.
+    options : mapping or None
+        Extra HiGHS options (override :data:`~fairl_opt.solvers.highs_lp.HIGHS_LP_OPTIONS`).
+    """
+
+    initial_rows: int | None = None
+    batch: int | None = None
+    tol: float = 1e-9
+    cutting_planes: bool = True
+    ipm_above: int = 200_000
+    crossover: str = "on"
+    hot_strategy: int | None = None
+    max_refinements: int = 3
+    options: Mapping | None = None
+
+
+@dataclass(frozen=True)
+class LBFGSSettings:
+    """Knobs of :class:`~fairl_opt.solvers.lbfgs.LbfgsMaxEnt` (checked when built: DataError).
+
+    Attributes
+    ----------
+    tol : float
+        Certified relative suboptimality: stop at the first θ with ``‖∇P(θ)‖²/(2λ) ≤ tol·|P|``; the
+        certificate is built with ``gap_tol=tol``. Below ~1e-13 the gap is at the level of float64
+        rounding of P and D and may not certify.
+    theta_tol : float or None
+        Also require the certified distance bound ``‖θ − θ*‖ ≤ ‖∇P(θ)‖/λ`` to be at most this.
+    memory : int
+        L-BFGS memory (``maxcor``).
+    max_iter : int
+        L-BFGS iteration budget (an iteration is about 1.1 evaluations).
+    switch : bool
+        Leave L-BFGS for Newton steps once it is predicted to need more iterations than it has used
+        and than a Newton finish costs.
+    newton_steps : int
+        Budget of Newton steps after L-BFGS.
+    cg_max_iter : int or None
+        Hessian-vector products per Newton step when d > ``dense_max_dim`` (default ``min(d, 500)``).
+    dense_max_dim : int
+        For d up to this, a Newton step whose CG would cost more than one d×d Hessian forms and
+        factors the Hessian instead. 0: never.
+    block_rows : int or None
+        Rows of Δ per streamed block (default: whole Δ when it is small float64, else ~4 MiB blocks).
+    """
+
+    tol: float = 1e-8
+    theta_tol: float | None = None
+    memory: int = 10
+    max_iter: int = 2000
+    switch: bool = True
+    newton_steps: int = 30
+    cg_max_iter: int | None = None
+    dense_max_dim: int = 1024
+    block_rows: int | None = None
+
+    def __post_init__(self):
+        if not (math.isfinite(self.tol) and self.tol > 0):
+            raise DataError(f"tol must be positive and finite, got {self.tol}")
+        if self.theta_tol is not None and not (math.isfinite(self.theta_tol) and self.theta_tol > 0):
+            raise DataError(f"theta_tol must be positive and finite (or None), got {self.theta_tol}")
+        if self.memory < 1 or self.max_iter < 1 or self.newton_steps < 0:
+            raise DataError(
+                f"memory and max_iter must be >= 1 and newton_steps >= 0, got {self.memory}, "
+                f"{self.max_iter}, {self.newton_steps}"
+            )
+        if self.block_rows is not None and self.block_rows < 1:
+            raise DataError(f"block_rows must be >= 1 (or None), got {self.block_rows}")
+
+
+@dataclass(frozen=True)
+class NewtonSettings:
+    """Knobs of :class:`~fairl_opt.solvers.newton.NewtonMaxEnt`.
+
+    Attributes
+    ----------
+    max_iter : int
+        Newton steps before giving up (the certificate then judges what was reached).
+    gap_tol : float
+        Stop (after one more, polishing step) once the relative duality gap is below this; the
+        certificate itself uses the default acceptance tolerance.
+    """
+
+    max_iter: int = 100
+    gap_tol: float = 1e-12
+
+
+@dataclass(frozen=True)
+class CvxpySettings:
+    """Knobs of :class:`~fairl_opt.solvers.reference.CvxpyBackend`: none (the solver options are
+    the module's fixed ``CLARABEL_OPTIONS`` and ``HIGHS_OPTIONS``, so the reference stays one)."""
+
+
+__all__ = ["CvxpySettings", "HighsSettings", "LBFGSSettings", "NewtonSettings", "WorkingSetSettings"]
