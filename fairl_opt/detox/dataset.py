@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from fairl_opt.exceptions import DataError
-from fairl_opt.pairs import PreferencePairs
+from fairl_opt.pairs import PreferencePairs, group_split
 from fairl_opt.detox.files import (
     DATA_FILES,
     check_arrays,
@@ -54,13 +54,14 @@ def sha256_file(path) -> str:
 
 
 def prompt_splits(n_prompts: int, n_splits: int, test_fraction: float, seed: int) -> np.ndarray:
-    """Boolean test masks (n_splits × n_prompts); split s uses ``default_rng(seed + s)``."""
+    """Boolean test masks (n_splits × n_prompts); split s is :func:`fairl_opt.pairs.group_split` of
+    the prompts with seed ``seed + s``."""
     n_test = int(round(test_fraction * n_prompts))
     if not 1 <= n_test < n_prompts:
         raise DataError(f"test_fraction={test_fraction} leaves no train or no test prompt of {n_prompts}")
     masks = np.zeros((n_splits, n_prompts), dtype=bool)
     for s in range(n_splits):
-        masks[s, np.random.default_rng(seed + s).permutation(n_prompts)[:n_test]] = True
+        masks[s, group_split(np.arange(n_prompts), test_fraction, seed + s)[1]] = True
     return masks
 
 
