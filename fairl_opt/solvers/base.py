@@ -156,8 +156,8 @@ class Backend:
             inner = self._solve_soft_or_hard(scaled, self._warm_scaled(warm_start, program, scaled, scaling))
         except InfeasibleError as exc:
             # Farkas vectors are invariant up to a positive factor: y on Δ/s, m/t is y·(1/t) on Δ, m
-            raise InfeasibleError(str(exc), exc.rows,
-                                  None if exc.farkas is None else exc.farkas / scaling.margin_scale,
+            raise InfeasibleError(str(exc), rows=exc.rows,
+                                  farkas=None if exc.farkas is None else exc.farkas / scaling.margin_scale,
                                   radius=exc.radius) from None
         except (SolverError, DataError) as exc:
             inner, failure = None, exc

@@ -30,7 +30,8 @@ FEAS_TOL = 1e-7
 
 class Status(str, enum.Enum):
     """A certificate's verdict. A ``str`` subclass: ``cert.status == "optimal"`` holds, and
-    ``str()``/f-strings/JSON give the plain value."""
+    ``str()``, ``repr()``, f-strings and JSON give the plain value (so printed certificates and
+    documented examples read as they did when the status was a string); compare with ``is``."""
 
     #: The relative gap and the relative violation are within the tolerances.
     OPTIMAL = "optimal"
@@ -42,6 +43,9 @@ class Status(str, enum.Enum):
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 @dataclass(frozen=True)
