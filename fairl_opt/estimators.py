@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from fairl_opt.exceptions import DataError, SolverError
+from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.metrics import pairwise_accuracy
 from fairl_opt.pairs import PreferencePairs
@@ -111,18 +111,10 @@ class _RewardModel(BaseEstimator):
     def _fit_standard(self, X, groups):
         delta, _ = check_delta(X, groups)
         program = self.program(delta)
-        solution = self._backend(program).solve(program)
-        cert = solution.certificate
-        if not cert.optimal:
-            raise SolverError(
-                f"{type(self).__name__}: backend {cert.backend!r} (status {cert.solver_status!r}) did "
-                f"not certify its answer: relative gap {cert.relative_gap:.2e}, max violation "
-                f"{cert.max_violation:.2e}; try backend='cvxpy', a soft margin or rescaled embeddings",
-                status=cert.solver_status,
-            )
+        solution = self._backend(program).solve(program).require_certified(type(self).__name__)
         self.solution_ = solution
         self.theta_ = solution.theta
-        self.certificate_ = cert
+        self.certificate_ = solution.certificate
         self.n_features_in_ = delta.shape[1]
         return self
 

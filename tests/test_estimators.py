@@ -120,7 +120,7 @@ def test_fit_rejects_uncertified_answer(problem, monkeypatch):
         return original(*args, **{**kwargs, "gap_tol": -1.0})  # no gap can pass
 
     monkeypatch.setattr("fairl_opt.solvers.reference.certify", broken)
-    with pytest.raises(SolverError, match="did not certify"):
+    with pytest.raises(SolverError, match="MaxMarginReward: .*certificate fails"):
         MaxMarginReward(margin="soft", backend="cvxpy").fit(problem.pairs)
 
 

@@ -114,7 +114,7 @@ def run_fa(
         if verbose:
             print(f"[fa] {msg}", file=sys.stderr, flush=True)
 
-    base = _certified(backend.solve(state.full_program()), "standard solve (round 0)")
+    base = backend.solve(state.full_program()).require_certified("standard solve (round 0)")
     theta = base.theta
     solution = base
     history = [FARound(0, base.objective, base.certificate)]
@@ -125,7 +125,7 @@ def run_fa(
         folds = group_folds(np.arange(n) if groups is None else groups, settings.oof_folds, settings.seed)
     else:
         folds = None
-    fold_backends = [_fresh(backend) for _ in folds] if folds else None
+    fold_backends = [backend.fresh() for _ in folds] if folds else None
     fold_programs = [program.restrict(train) for train, _ in folds] if folds else None
 
     def oof_margins():
@@ -137,7 +137,7 @@ def run_fa(
                     edited = edited.with_prices(state.prices()[train])
             else:
                 edited = fold_program.with_weights(state.weights[train], state.temperatures[train])
-            thetas.append(_certified(fold_backend.solve(edited), "out-of-fold fit").theta)
+            thetas.append(fold_backend.solve(edited).require_certified("out-of-fold fit").theta)
         return out_of_fold_margins(delta, thetas, folds)
 
     def find(theta_now) -> Failures:
@@ -234,26 +234,6 @@ def run_fa(
     )
 
 
-def _certified(solution: Solution, context: str) -> Solution:
-    """``solution`` when its certificate holds, else SolverError naming ``context``."""
-    if hasattr(solution, "require_certified"):
-        return solution.require_certified(context)
-    cert = solution.certificate
-    if not cert.optimal:
-        raise SolverError(
-            f"{context}: backend {cert.backend!r} returned status {cert.solver_status!r} but the "
-            f"certificate fails (relative gap {cert.relative_gap:.2e}, max violation "
-            f"{cert.max_violation:.2e}); try backend='cvxpy' or rescaled embeddings",
-            status=cert.solver_status,
-        )
-    return solution
-
-
-def _fresh(backend: Backend) -> Backend:
-    """A backend of the same kind and settings with its own per-solve state (fold fits)."""
-    return backend.fresh() if hasattr(backend, "fresh") else type(backend)()
-
-
 def _record_failures(record: FARound, failures: Failures) -> None:
     record.n_failures = len(failures)
     record.n_misclassified = int(failures.misclassified.size)
@@ -291,7 +271,7 @@ def _round_program(state: _State, tightened, dual_path: bool, base_theta, correc
 def _solve_round(state, backend, previous, tightened, dual_path, base_theta, correction_penalty):
     program = _round_program(state, tightened, dual_path, base_theta, correction_penalty)
     warm = previous if previous.program.n_pairs == program.n_pairs else None
-    return _certified(backend.solve(program, warm_start=warm), "FA round")
+    return backend.solve(program, warm_start=warm).require_certified("FA round")
 
 
 def _tighten_margins(state, new, step, backoff, backend, previous, tightened, dual_path, base_theta,
