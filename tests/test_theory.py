@@ -32,7 +32,15 @@ from fairl_opt.geometry.claims import certify_sets
 from fairl_opt.geometry.exact import exact_ball_in_cut, exact_farkas_radius, verified_conflict
 from fairl_opt.metrics import canonicalise_rewards, epic_distance, starc_distance
 from fairl_opt.programs import MarginProgram, MaxEntProgram
-from fairl_opt.solvers import CvxpyBackend, WorkingSetQP, certify, find_conflict, max_admissible_tightening, solve
+from fairl_opt.solvers import (
+    CvxpyBackend,
+    WorkingSetQP,
+    WorkingSetSettings,
+    certify,
+    find_conflict,
+    max_admissible_tightening,
+    solve,
+)
 from fairl_opt.solvers.box_qp import solve_box_qp
 from tests.strategies import (
     SOLVER_SCALES,
@@ -756,9 +764,9 @@ def test_t7_working_set_backend_from_a_tiny_set_matches_reference():
     rng = np.random.default_rng(4)
     delta = rng.normal(size=(60, 4)) + np.array([1.0, 0, 0, 0])
     program = MarginProgram(delta, 1.0, "l2", 1.0)
-    backend = WorkingSetQP(full_set_below=1, screening_epochs=1, batch=3)
+    backend = WorkingSetQP(WorkingSetSettings(full_set_below=1, screening_epochs=1, batch=3))
     ours = backend.solve(program)
-    assert ours.certificate.optimal and backend.last_rounds_ >= 1
+    assert ours.certificate.optimal and ours.diagnostics["rounds"] >= 1
     assert ours.objective == pytest.approx(CvxpyBackend().solve(program).objective, rel=1e-6)
 
 

@@ -55,11 +55,6 @@ class WorkingSetQP(Backend):
     def _reset(self) -> None:
         self._last: Solution | None = None
 
-    @property
-    def last_rounds_(self) -> int:
-        """Deprecated alias: ``diagnostics["rounds"]`` of the latest solution this backend made."""
-        return int(self._last.diagnostics.get("rounds", 0)) if self._last is not None else 0
-
     def supports(self, program) -> bool:
         return isinstance(program, MarginProgram) and program.norm == "l2"
 
