@@ -177,14 +177,8 @@ def epic_distance(rewards_a, rewards_b, prompt_ids=None) -> float:
     result lies in ``[0, 1]``: 0 for rewards equal up to positive scale and
     per-prompt constants, 1 for ``r`` vs ``-r``.  It is computed as half the
     L2 distance between the centred, unit-norm vectors, which equals the
-    formula above but keeps full precision near 0 and 1.
-
-    Parameters
-    ----------
-    rewards_a, rewards_b : array_like, shape (n,)
-        Finite rewards of the same ``n`` completions, non-empty.
-    prompt_ids : array_like, shape (n,), optional
-        Prompt of each completion; None treats all as one prompt.
+    formula above but keeps full precision near 0 and 1. The arguments are those of
+    :func:`starc_distance`.
 
     Returns
     -------
