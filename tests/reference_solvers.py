@@ -23,15 +23,15 @@ only loses candidates: what counts is the best point that verifies.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+
+# silencing C-level stdout is plumbing, not arithmetic: the reference stays independent of the solvers
+from fairl_opt.solvers.reference import _stdout_silenced
 
 _SPLIT = 134217729.0  # 2**27 + 1 (Veltkamp split of a float64)
 
@@ -278,23 +278,8 @@ def _offer(ref: Reference, name: str, theta, evaluate, feasible_fix=None):
         ref.objective, ref.theta, ref.source = value, theta, name
 
 
-@contextlib.contextmanager
-def _quiet_fd1():
-    """Silence file descriptor 1 (OSQP and HiGHS print from C even with verbose=False)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _cvx_solve(problem, solver, **options):
-    with warnings.catch_warnings(), _quiet_fd1():
+    with warnings.catch_warnings(), _stdout_silenced():
         warnings.simplefilter("ignore")
         try:
             problem.solve(solver=solver, verbose=False, **options)
@@ -607,29 +592,29 @@ def reference_maxent(delta, reg, weights, temperatures, offsets) -> Reference:
     zero = np.zeros(a.shape[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, run in (
+        _offer_each(ref, evaluate, (
             ("clarabel-scaled", lambda: clarabel(a_s, c, lam, s)),
             ("clarabel", lambda: clarabel(a, c, reg, 1.0)),
             ("trust-exact-from-0", lambda: trust_exact(zero)),
             ("newton-from-0", lambda: _damped_newton(a_s, c, weights, lam, zero) / s),
-        ):
-            try:
-                theta = run()
-            except Exception:  # noqa: BLE001
-                theta = None
-            _offer(ref, name, theta, evaluate)
+        ))
         if ref.found:
             start = ref.theta * s
-            for name, run in (
+            _offer_each(ref, evaluate, (
                 ("trust-exact-from-best", lambda: trust_exact(start)),
                 ("newton-from-best", lambda: _damped_newton(a_s, c, weights, lam, start) / s),
-            ):
-                try:
-                    theta = run()
-                except Exception:  # noqa: BLE001
-                    theta = None
-                _offer(ref, name, theta, evaluate)
+            ))
     return ref
+
+
+def _offer_each(ref, evaluate, candidates) -> None:
+    """Run each (name, thunk) and offer its θ to ``ref``; a method that raises offers nothing."""
+    for name, run in candidates:
+        try:
+            theta = run()
+        except Exception:  # noqa: BLE001
+            theta = None
+        _offer(ref, name, theta, evaluate)
 
 
 def _sigmoid(z):
