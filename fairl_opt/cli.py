@@ -13,8 +13,9 @@ code  meaning
 0     success
 2     bad input or usage: :class:`~fairl_opt.exceptions.DataError`, an argparse error, an
       unreadable input or unwritable output path (``OSError``), invalid UTF-8
-3     infeasible hard margin, proved by a verified Farkas certificate
-      (:class:`~fairl_opt.exceptions.InfeasibleError`; the message names conflicting pairs)
+3     infeasible, proved by a verified Farkas certificate
+      (:class:`~fairl_opt.exceptions.InfeasibleError`): a hard margin (the message names
+      conflicting pairs) or an empty set given to ``fairl volume``
 4     no certified answer (:class:`~fairl_opt.exceptions.SolverError`, including
       :class:`~fairl_opt.exceptions.NumericalRangeError`)
 130   interrupted (Ctrl-C); finished cache chunks are kept, so a rerun resumes
@@ -58,7 +59,7 @@ EPILOG = """\
 exit status:
   0    success
   2    bad input or usage (the message names the argument, file, line or pair)
-  3    infeasible hard margin (a verified Farkas certificate; the message names conflicting pairs)
+  3    infeasible: a hard margin or an empty feasible set (a verified Farkas certificate)
   4    no certified answer (solver or float64 range)
   130  interrupted; finished cache chunks are kept, rerun to resume
 every error is one line on stderr: fairl: error: <message>"""
