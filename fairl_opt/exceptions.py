@@ -1,7 +1,7 @@
 """Errors fairl_opt raises. Every message names the argument, pair or row at fault.
 
 The ``fairl`` command maps them to exit codes (see :data:`EXIT_CODES` and the README):
-2 bad input or usage (:class:`DataError`, argparse), 3 infeasible hard margin with a verified Farkas
+2 bad input or usage (:class:`DataError`, argparse), 3 infeasible (hard margin or empty set) with a verified Farkas
 certificate (:class:`InfeasibleError`), 4 no certified answer (:class:`SolverError`, including
 :class:`NumericalRangeError`), 130 interrupted (Ctrl-C; caches keep finished chunks).
 """
