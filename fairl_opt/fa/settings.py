@@ -10,6 +10,7 @@ import numpy as np
 
 from fairl_opt.exceptions import DataError
 from fairl_opt.failures import resolve_threshold
+from fairl_opt.programs import real_scalar
 
 
 def _setting(default, help: str, applies: str = "all", flag: bool = False):
@@ -85,11 +86,8 @@ class FASettings:
             _check_real("near_tie_threshold", self.near_tie_threshold, lambda v: v >= 0, "finite and >= 0")
         if self.near_tie_quantile is not None:
             _check_real("near_tie_quantile", self.near_tie_quantile, lambda v: 0 < v < 1, "in (0, 1)")
-        if isinstance(self.oof_folds, bool) or not isinstance(self.oof_folds, (int, np.integer)) or (
-                self.oof_folds != 0 and self.oof_folds < 2):
-            raise DataError(f"oof_folds must be 0 (off) or an integer >= 2, got {self.oof_folds!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise DataError(f"seed must be an integer >= 0, got {self.seed!r}")
+        _check_int("oof_folds", self.oof_folds, lambda v: v == 0 or v >= 2, "0 (off) or an integer >= 2")
+        _check_int("seed", self.seed, lambda v: v >= 0, "an integer >= 0")
         _check_real("margin_step", self.margin_step, lambda v: v > 0, "positive and finite")
         _check_real("upweight", self.upweight, lambda v: v >= 1, "finite and >= 1")
         _check_real("sharpen", self.sharpen, lambda v: 0 < v <= 1, "in (0, 1]")
@@ -97,9 +95,7 @@ class FASettings:
             raise DataError("upweight=1 and sharpen=1 would leave MaxEnt failures unchanged")
         _check_real("backoff", self.backoff, lambda v: 0 < v < 1, "in (0, 1)")
         _check_real("slack_upweight", self.slack_upweight, lambda v: v >= 1, "finite and >= 1")
-        if isinstance(self.max_rounds, bool) or not isinstance(self.max_rounds, (int, np.integer)) or (
-                self.max_rounds < 0):
-            raise DataError(f"max_rounds must be an integer >= 0, got {self.max_rounds!r}")
+        _check_int("max_rounds", self.max_rounds, lambda v: v >= 0, "an integer >= 0")
         if self.correction_penalty is not None:
             _check_real("correction_penalty", self.correction_penalty, lambda v: v > 0, "positive and finite")
 
@@ -133,6 +129,13 @@ class FASettings:
 
 
 def _check_real(name: str, value, ok, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-            np.isfinite(value) and ok(value)):
+    """DataError naming ``name`` unless ``value`` is a real number (:func:`real_scalar`), finite and ``ok``."""
+    number = real_scalar(name, value)
+    if not (np.isfinite(number) and ok(number)):
+        raise DataError(f"{name} must be {what}, got {value!r}")
+
+
+def _check_int(name: str, value, ok, what: str) -> None:
+    """DataError naming ``name`` unless ``value`` is an integer (not a bool) and ``ok``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not ok(value):
         raise DataError(f"{name} must be {what}, got {value!r}")
