@@ -23,13 +23,16 @@ OUT = ROOT / "docs" / "architecture.md"
 #: Bottom to top: (layer name, module-name prefixes). The first matching prefix wins, so list the
 #: longer prefixes first within a layer.
 LAYERS = [
-    ("foundation", ("fairl_opt.exceptions", "fairl_opt._json", "fairl_opt._io", "fairl_opt._args")),
+    ("foundation", ("fairl_opt.exceptions", "fairl_opt._json", "fairl_opt._io", "fairl_opt._args",
+                    "fairl_opt._progress")),
     ("data", ("fairl_opt.pairs", "fairl_opt.programs", "fairl_opt.policies")),
     ("solvers", ("fairl_opt.solvers",)),
     ("failure-aware loop", ("fairl_opt.failures", "fairl_opt.fa")),
     ("estimators and measures", ("fairl_opt.estimators", "fairl_opt.metrics", "fairl_opt.simulate")),
     ("geometry", ("fairl_opt.geometry",)),
-    ("models and jobs", ("fairl_opt.jobs", "fairl_opt.lm")),
+    ("models and jobs", ("fairl_opt.jobs", "fairl_opt.models", "fairl_opt.lm")),
+    ("users' data and saved rewards", ("fairl_opt.data",)),
+    ("audit", ("fairl_opt.audit",)),
     ("experiments", ("fairl_opt.detox", "fairl_opt.demo")),
     ("command line", ("fairl_opt.cli", "fairl_opt.__init__", "fairl_opt.__main__")),
 ]

@@ -19,3 +19,26 @@ def jsonable(obj):
     if isinstance(obj, float) and not np.isfinite(obj):
         return str(obj)
     return obj
+
+
+def run_record(command: str, inputs: dict | None = None, parameters: dict | None = None) -> dict:
+    """What every JSON output records about the run that wrote it: the command, the package
+    version, the input paths and every parameter (defaults included)."""
+    from fairl_opt import __version__
+
+    return {"command": command, "fairl_version": __version__,
+            "inputs": {k: (None if v is None else str(v)) for k, v in (inputs or {}).items()},
+            "parameters": dict(parameters or {})}
+
+
+def emit_json(payload: dict, out=None) -> None:
+    """``payload`` as indented JSON on stdout, or written atomically to ``out`` (checked before)."""
+    import json
+
+    from fairl_opt._io import atomic_write_text
+
+    text = json.dumps(jsonable(payload), indent=2)
+    if out:
+        atomic_write_text(out, text + "\n")
+    else:
+        print(text)

@@ -42,8 +42,9 @@ from fairl_opt._args import (
     refuse_inapplicable,
     settings_from_args,
 )
-from fairl_opt._io import atomic_write_text, check_output_path
-from fairl_opt._json import jsonable
+from fairl_opt._io import check_output_path
+from fairl_opt._progress import configure_logging
+from fairl_opt._json import emit_json, run_record  # noqa: F401 - emit_json is re-exported
 from fairl_opt.estimators import METHODS, make_estimator, methods_with
 from fairl_opt.exceptions import EXIT_CODES, DataError, FairlError, InfeasibleError, SolverError
 from fairl_opt.fa import FASettings
@@ -77,15 +78,6 @@ SOLVE_APPLIES = {
     **{option: methods_with(option) for option in ("norm", "margin", "C", "reg", *FA_OPTIONS)},
     "geometry": tuple(name for name, m in METHODS.items() if m.failure_aware and m.kind == "margin"),
 }
-
-
-def emit_json(payload: dict, out=None) -> None:
-    """``payload`` as indented JSON on stdout, or written atomically to ``out`` (checked before)."""
-    text = json.dumps(jsonable(payload), indent=2)
-    if out:
-        atomic_write_text(out, text + "\n")
-    else:
-        print(text)
 
 
 def cmd_simulate(args) -> int:
@@ -204,7 +196,10 @@ def _add_subparser(sub, name, **kwargs):
 
 
 def build_parser() -> ArgumentParser:
+    from fairl_opt import __version__
+
     parser = ArgumentParser(prog="fairl", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"fairl_opt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _add_subparser(sub, "simulate", help="write a planted preference problem to an .npz")
@@ -255,6 +250,17 @@ def build_parser() -> ArgumentParser:
     add_embed_parser(sub)
     add_detox_parser(sub)
 
+    from fairl_opt.audit.cli import add_audit_parser
+    from fairl_opt.data.cli_generate import add_generate_parser
+    from fairl_opt.data.cli_pairs import add_pairs_parser
+    from fairl_opt.data.cli_reward import add_fit_parser, add_score_parser
+
+    add_generate_parser(sub)
+    add_pairs_parser(sub)
+    add_fit_parser(sub)
+    add_score_parser(sub)
+    add_audit_parser(sub)
+
     p = _add_subparser(sub, "demo", help="standard vs failure-aware on the default planted data")
     p.add_argument("--n", type=positive_int, default=400, help="pairs per problem")
     p.add_argument("--d", type=positive_int, default=20, help="feature dimension")
@@ -284,6 +290,7 @@ def main(argv=None) -> int:
     """Run ``fairl`` with ``argv``; returns the exit status (argparse errors raise ``SystemExit(2)``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     try:
         return args.func(args)
     except KeyboardInterrupt:

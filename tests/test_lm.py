@@ -22,14 +22,9 @@ import fairl_opt.lm as lm  # noqa: E402
 from fairl_opt.cli import main  # noqa: E402
 from fairl_opt.exceptions import DataError  # noqa: E402
 from fairl_opt.lm import SamplingConfig  # noqa: E402
+from tests.tiny_models import VOCAB, build_bert, build_llama, word_level  # noqa: E402
 
 pytestmark = pytest.mark.llm
-
-WORDS = [f"w{i}" for i in range(40)] + [
-    "the", "cat", "dog", "sat", "on", "mat", "a", "red", "blue", "big", "small", "ran", "away", "home",
-]
-SPECIALS = ["[UNK]", "[PAD]", "[EOS]", "[CLS]", "[SEP]"]
-VOCAB = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
 
 TEXTS = [
     "the cat sat on the mat",
@@ -45,51 +40,13 @@ TEXTS = [
 ]
 
 
-def _word_level(post_cls_sep: bool = False):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-    tk = Tokenizer(models.WordLevel(vocab=dict(VOCAB), unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    if post_cls_sep:
-        tk.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", VOCAB["[CLS]"]), ("[SEP]", VOCAB["[SEP]"])]
-        )
-    return tk
+def _build_llama(path, seed=0):
+    return build_llama(path, seed)
 
 
-def _build_llama(path: Path, seed: int = 0) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    path.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        pad_token_id=VOCAB["[PAD]"], eos_token_id=VOCAB["[EOS]"], bos_token_id=None,
-    )
-    # a larger init than the default 0.02 so that hidden states and logits vary visibly with input
-    config.initializer_range = 0.5
-    LlamaForCausalLM(config).eval().save_pretrained(path)
-    tok = PreTrainedTokenizerFast(tokenizer_object=_word_level(), unk_token="[UNK]", pad_token="[PAD]",
-                                  eos_token="[EOS]")
-    tok.save_pretrained(path)
-    return path
-
-
-def _build_bert(path: Path) -> Path:
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    path.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(1)
-    config = BertConfig(
-        vocab_size=len(VOCAB), hidden_size=24, intermediate_size=48, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=64, pad_token_id=VOCAB["[PAD]"],
-    )
-    BertModel(config).eval().save_pretrained(path)
-    tok = PreTrainedTokenizerFast(tokenizer_object=_word_level(post_cls_sep=True), unk_token="[UNK]",
-                                  pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", eos_token="[EOS]")
-    tok.save_pretrained(path)
-    return path
+def _build_bert(path):
+    return build_bert(path)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +166,7 @@ def test_load_tokenizer_sets_missing_pad_to_eos(tmp_path, llama_dir):
     d = tmp_path / "nopad"
     d.mkdir()
     shutil.copy(llama_dir / "config.json", d / "config.json")
-    PreTrainedTokenizerFast(tokenizer_object=_word_level(), unk_token="[UNK]", eos_token="[EOS]").save_pretrained(d)
+    PreTrainedTokenizerFast(tokenizer_object=word_level(), unk_token="[UNK]", eos_token="[EOS]").save_pretrained(d)
     tok = lm.load_tokenizer(lm.resolve_model(str(d)))
     assert tok.pad_token == "[EOS]" and tok.pad_token_id == VOCAB["[EOS]"]
 

@@ -15,13 +15,12 @@ prints the JSON of :func:`fairl_opt.geometry.claims.certify_claims`; the FA opti
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from fairl_opt._json import jsonable as _jsonable
+from fairl_opt._json import emit_json as _emit
 from fairl_opt.exceptions import DataError
 from fairl_opt.geometry.feasible_set import FeasibleSet
 from fairl_opt.geometry.volume import METHODS, volume_fraction, volume_ratio
@@ -87,17 +86,6 @@ def add_volume_parser(subparsers):
     p.add_argument("--out", help="write JSON here instead of stdout")
     p.set_defaults(func=cmd_volume)
     return p
-
-
-def _emit(payload: dict, out) -> None:
-    """Print ``payload`` as JSON, or write it to the (already checked) path ``out``."""
-    from fairl_opt._io import atomic_write_text
-
-    text = json.dumps(_jsonable(payload), indent=2)
-    if out:
-        atomic_write_text(out, text + "\n")
-    else:
-        print(text)
 
 
 #: ``fairl certify`` options whose argparse default is None, with the defaults they get once checked.

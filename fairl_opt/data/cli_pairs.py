@@ -1,0 +1,13 @@
+"""``fairl pairs``: placeholder until its module lands (replaced in this issue's work)."""
+
+from __future__ import annotations
+
+
+def add_pairs_parser(sub) -> None:
+    from fairl_opt.exceptions import DataError
+
+    def run(args):
+        raise DataError("fairl pairs is not built yet")
+
+    p = sub.add_parser("pairs", help="(being built)")
+    p.set_defaults(func=run)
