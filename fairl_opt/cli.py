@@ -1,4 +1,5 @@
-"""The ``fairl`` command: simulate, solve, volume, certify, demo, embed, detox.
+"""The ``fairl`` command: generate, pairs, fit, score, audit; simulate, solve, volume, certify, demo,
+embed, detox.
 
 JSON goes to stdout or to ``--out``. Output paths are checked before any work (the folder must exist
 and be writable) and written atomically; the path a command reports is the file it wrote. Options
@@ -31,31 +32,17 @@ import time
 
 import numpy as np
 
-from fairl_opt._args import (
-    ArgumentParser,
-    HelpFormatter,
-    add_settings_arguments,
-    fill_defaults,
-    given,
-    nonnegative_int,
-    positive_int,
-    refuse_inapplicable,
-    settings_from_args,
-)
+from fairl_opt._args import ArgumentParser, HelpFormatter, nonnegative_int, positive_int
 from fairl_opt._io import check_output_path
 from fairl_opt._progress import configure_logging
 from fairl_opt._json import emit_json, run_record  # noqa: F401 - emit_json is re-exported
-from fairl_opt.estimators import METHODS, make_estimator, methods_with
-from fairl_opt.exceptions import EXIT_CODES, DataError, FairlError, InfeasibleError, SolverError
-from fairl_opt.fa import FASettings
-from fairl_opt.solvers import BACKENDS
-
-#: ``fairl solve --backend``: ``auto`` and every backend of :data:`fairl_opt.solvers.BACKENDS`.
-BACKEND_CHOICES = ("auto", *BACKENDS)
+from fairl_opt.estimators import METHODS
+from fairl_opt.exceptions import EXIT_CODES, FairlError, InfeasibleError, SolverError
 
 DESCRIPTION = """\
 Fit linear rewards on preference pairs, each answer with a certificate.
-Commands: simulate, solve, volume, certify, demo, embed, detox."""
+Commands: generate, pairs, fit, score, audit (your own data); simulate, solve, volume, certify,
+demo, embed, detox."""
 EPILOG = """\
 exit status:
   0    success
@@ -64,20 +51,6 @@ exit status:
   4    no certified answer (solver or float64 range)
   130  interrupted; finished cache chunks are kept, rerun to resume
 every error is one line on stderr: fairl: error: <message>"""
-
-#: The FA settings that ``fairl solve`` has an option for, generated from :class:`FASettings`
-#: (``--seed`` is its own option: it also seeds ``--geometry``). ``curriculum`` is left out while
-#: ``_args.settings_from_args`` reads ``--no-curriculum`` (False) as "not given".
-FA_OPTIONS = tuple(n for n in FASettings.names() if n not in ("seed", "curriculum"))
-#: ``fairl solve`` options whose argparse default is None (so that "given" can be told from
-#: "default"), with the defaults they get once checked; the FA options keep FASettings' defaults.
-SOLVE_DEFAULTS = dict(margin="hard", C=1.0, reg=1.0, norm="l1", geometry_samples=2000)
-#: The methods each ``fairl solve`` option applies to (from :data:`fairl_opt.estimators.METHODS`);
-#: given with any other method it is an error.
-SOLVE_APPLIES = {
-    **{option: methods_with(option) for option in ("norm", "margin", "C", "reg", *FA_OPTIONS)},
-    "geometry": tuple(name for name, m in METHODS.items() if m.failure_aware and m.kind == "margin"),
-}
 
 
 def cmd_simulate(args) -> int:
@@ -94,54 +67,30 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def check_solve_options(args) -> None:
-    """Refuse options that do not apply to ``args.method`` (DataError), then fill the defaults."""
-    refuse_inapplicable(args, SOLVE_APPLIES, args.method)
-    if given(args, "C") and args.margin != "soft":
-        raise DataError("--C applies to --margin soft only (a hard margin has no slack penalty)")
-    if given(args, "slack_upweight") and args.margin != "soft":
-        raise DataError("--slack-upweight applies to --margin soft only (a hard margin has no slack price)")
-    if given(args, "geometry_samples") and not args.geometry:
-        raise DataError("--geometry-samples applies with --geometry only")
-    fill_defaults(args, SOLVE_DEFAULTS)
-
-
 def cmd_solve(args) -> int:
+    from fairl_opt.data.fitting import certificate_summary, check_method_options, fit_reward, settings_of
     from fairl_opt.pairs import load_npz
 
-    check_solve_options(args)
+    check_method_options(args)
     method = METHODS[args.method]
     if args.out:
         args.out = check_output_path(args.out)
     pairs, _ = load_npz(args.pairs, duplicates="allow" if args.allow_duplicates else "error")
-    settings = None
-    if method.failure_aware:
-        settings = settings_from_args(FASettings, args, names=FASettings.names(method.kind))
-    model = make_estimator(args.method, margin=args.margin, C=args.C, reg=args.reg, norm=args.norm,
-                           backend=args.backend, settings=settings, verbose=args.verbose)
-    start = time.perf_counter()
-    model.fit(pairs)
-    seconds = time.perf_counter() - start
+    settings = settings_of(args)
+    reward, model = fit_reward(pairs, args.method, margin=args.margin, C=args.C, reg=args.reg, norm=args.norm,
+                               backend=args.backend, settings=settings, verbose=args.verbose, seed=args.seed)
     cert = model.certificate_
     payload = {
         "method": args.method,
         "margin": args.margin if method.kind == "margin" else None,
+        "hyper_parameters": reward.hyper_parameters,
         "n_pairs": pairs.n_pairs,
         "dim": pairs.dim,
         "theta": model.theta_,
         "status": cert.status,
-        "certificate": {
-            "primal_objective": cert.primal_objective,
-            "dual_objective": cert.dual_objective,
-            "gap": cert.gap,
-            "relative_gap": cert.relative_gap,
-            "max_violation": cert.max_violation,
-            "solver_status": cert.solver_status,
-            "backend": cert.backend,
-            "gradient_bound": cert.gradient_bound,
-        },
-        "solve_seconds": seconds,
-        "train_pair_accuracy": model.score(pairs),
+        "certificate": certificate_summary(cert),
+        "solve_seconds": reward.training["fit_seconds"],
+        "train_pair_accuracy": reward.training["train_pair_accuracy"],
     }
     if method.failure_aware:
         payload["rounds"] = [
@@ -162,6 +111,7 @@ def cmd_solve(args) -> int:
         from fairl_opt.geometry import geometry_summary
 
         payload["geometry"] = geometry_summary(model.result_, samples=args.geometry_samples, seed=args.seed)
+    payload["run"] = run_record("solve", {"pairs": args.pairs}, reward.hyper_parameters)
     emit_json(payload, args.out)
     return 0
 
@@ -211,32 +161,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz (.npz is appended when missing)")
     p.set_defaults(func=cmd_simulate)
 
-    d = SOLVE_DEFAULTS
+    from fairl_opt.data.fitting import add_method_arguments
+
     p = _add_subparser(sub, "solve", help="solve a reward program on pairs from an .npz; prints JSON")
     p.add_argument("pairs", help=".npz with chosen, rejected[, kinds, prompt_ids]")
-    p.add_argument("--method", choices=tuple(METHODS), default="mm-qp", help="reward program")
-    p.add_argument("--margin", choices=("hard", "soft"), default=None,
-                   help=f"hard or soft margins (mm-*, fa-mm-*; default: {d['margin']})")
-    p.add_argument("--C", type=float, default=None,
-                   help=f"soft-margin slack penalty (--margin soft; default: {d['C']})")
-    p.add_argument("--reg", type=float, default=None,
-                   help=f"MaxEnt L2 regularisation λ > 0 (maxent, fa-maxent; default: {d['reg']})")
-    p.add_argument("--norm", choices=("l1", "linf"), default=None,
-                   help=f"objective norm (mm-lp, fa-mm-lp; default: {d['norm']})")
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="solver backend; auto picks working-set for mm-qp, highs for mm-lp, newton "
-                        "(d <= 64) or lbfgs for maxent")
-    applies = {"all": "fa-*", "margin": "fa-mm-*", "maxent": "fa-maxent"}
-    add_settings_arguments(p, FASettings, names=FA_OPTIONS,
-                           applies_text=lambda field: applies[field.metadata["applies"]])
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the FA folds and --geometry")
-    p.add_argument("--allow-duplicates", action="store_true", help="accept identical pairs")
-    p.add_argument("--verbose", action="store_true", help="progress per FA round on stderr")
-    p.add_argument("--geometry", action="store_true",
-                   help="add volume ratio, Chebyshev radii and interval widths of F_std and F_FA (fa-mm-*)")
-    p.add_argument("--geometry-samples", type=positive_int, default=None,
-                   help=f"hit-and-run samples per phase for --geometry, cost grows with d and rounds "
-                        f"(default: {d['geometry_samples']})")
+    add_method_arguments(p)
     p.add_argument("--out", help="write JSON here instead of stdout")
     p.set_defaults(func=cmd_solve)
 

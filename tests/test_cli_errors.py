@@ -16,7 +16,9 @@ import pytest
 
 from fairl_opt import cli
 from fairl_opt._io import atomic_savez, atomic_write_text, check_output_dir, check_output_path
-from fairl_opt.cli import SOLVE_DEFAULTS, build_parser, main
+from fairl_opt.cli import build_parser, main
+from fairl_opt.data import fitting
+from fairl_opt.data.fitting import SOLVE_DEFAULTS
 from fairl_opt.detox.prompts import iter_jsonl
 from fairl_opt.exceptions import (
     EXIT_CODES,
@@ -149,7 +151,7 @@ def test_help_has_no_rest_markup_and_shows_defaults():
     solve = next(p for p in parsers if p.prog == "fairl solve").format_help()
     for name, value in SOLVE_DEFAULTS.items():
         assert f"default: {value}" in solve, name
-    for name in cli.FA_OPTIONS:  # generated from FASettings: its defaults, one spelling
+    for name in fitting.FA_OPTIONS:  # generated from FASettings: its defaults, one spelling
         flag = "--" + name.replace("_", "-")
         assert flag in solve, name
     assert "(default: auto)" in solve and "(default: mm-qp)" in solve
@@ -158,9 +160,9 @@ def test_help_has_no_rest_markup_and_shows_defaults():
 def test_backend_choices_are_every_backend(capsys, sim):
     from fairl_opt.solvers import BACKENDS
 
-    assert set(cli.BACKEND_CHOICES) == {"auto", *BACKENDS}
+    assert set(fitting.BACKEND_CHOICES) == {"auto", *BACKENDS}
     solve = next(p for p in _all_parsers() if p.prog == "fairl solve").format_help()
-    for name in cli.BACKEND_CHOICES:
+    for name in fitting.BACKEND_CHOICES:
         assert name in solve
     assert "--backend" in fails(capsys, 2, "solve", sim, "--backend", "nope")
 
@@ -315,7 +317,7 @@ def test_check_output_helpers(tmp_path):
     ("maxent", ["--C", "2"], "--C applies to"),
     ("fa-maxent", ["--margin-step", "1"], "--margin-step applies to fa-mm-qp/fa-mm-lp only"),
     ("fa-maxent", ["--slack-upweight", "2"], "--slack-upweight applies to fa-mm-qp/fa-mm-lp only"),
-    ("mm-qp", ["--C", "2"], "--C applies to --margin soft only"),
+    ("mm-qp", ["--margin", "hard", "--C", "2"], "--C applies to --margin soft only"),
     ("fa-mm-qp", ["--margin", "hard", "--slack-upweight", "2"], "--slack-upweight applies to --margin soft"),
     ("fa-mm-qp", ["--geometry-samples", "10"], "--geometry-samples applies with --geometry only"),
     ("fa-maxent", ["--geometry"], "--geometry applies to fa-mm-qp/fa-mm-lp only"),
@@ -330,13 +332,17 @@ def test_inapplicable_option_is_refused(capsys, sim, method, option, applies):
 def test_defaults_are_filled_after_the_check():
     parser = build_parser()
     args = parser.parse_args(["solve", "p.npz", "--method", "fa-mm-lp"])
-    cli.check_solve_options(args)
+    fitting.check_method_options(args)
     for name, value in SOLVE_DEFAULTS.items():
         assert getattr(args, name) == value, name
-    assert SOLVE_DEFAULTS == dict(margin="hard", C=1.0, reg=1.0, norm="l1", geometry_samples=2000)
-    args = parser.parse_args(["solve", "p.npz", "--method", "fa-mm-lp", "--margin", "soft", "--C", "3"])
-    cli.check_solve_options(args)
+    # soft margins by default: typical preference data is not separable (a hard margin exits 3)
+    assert SOLVE_DEFAULTS == dict(margin="soft", C=1.0, reg=1.0, norm="l1", geometry_samples=2000)
+    args = parser.parse_args(["solve", "p.npz", "--method", "fa-mm-lp", "--C", "3"])
+    fitting.check_method_options(args)
     assert (args.margin, args.C) == ("soft", 3.0)
+    args = parser.parse_args(["solve", "p.npz", "--method", "fa-mm-lp", "--margin", "hard"])
+    fitting.check_method_options(args)
+    assert args.margin == "hard"
 
 
 def test_applicable_options_still_work(capsys, sim):

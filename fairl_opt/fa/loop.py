@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 
 import numpy as np
 
+from fairl_opt._progress import progress_bar
 from fairl_opt.exceptions import DataError, InfeasibleError, SolverError
 from fairl_opt.failures import (
     Failures,
@@ -19,6 +20,8 @@ from fairl_opt.fa.settings import FASettings
 from fairl_opt.pairs import group_folds
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import Backend, Solution, get_backend, max_admissible_tightening
+
+log = logging.getLogger(__name__)
 
 
 class _State:
@@ -111,8 +114,7 @@ def run_fa(
     delta = program.delta
 
     def say(msg):
-        if verbose:
-            print(f"[fa] {msg}", file=sys.stderr, flush=True)
+        (log.info if verbose else log.debug)(f"fa {msg}")
 
     base = backend.solve(state.full_program()).require_certified("standard solve (round 0)")
     theta = base.theta
@@ -155,7 +157,9 @@ def run_fa(
     failures = find(theta)
     _record_failures(history[-1], failures)
 
+    bar = progress_bar(max_rounds, "fa rounds", "round")
     for r in range(1, max_rounds + 1):
+        bar.update(r - 1 - bar.n)
         new_mis = [i for i in failures.misclassified.tolist() if i not in tightened]
         new_tie = [i for i in failures.near_ties.tolist() if i not in tightened]
         new = new_mis if (curriculum and new_mis) else new_mis + new_tie
@@ -218,6 +222,7 @@ def run_fa(
         )
     else:
         stop_reason = f"round limit ({max_rounds})"
+    bar.close()
 
     return FAResult(
         theta=theta,

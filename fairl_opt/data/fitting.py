@@ -1,0 +1,168 @@
+"""Fit a reward by method name: the options ``fairl solve`` and ``fairl fit`` share, checked once, and
+:func:`fit_reward`, the Python call behind ``fairl fit``.
+
+Options that do not apply to the chosen method are refused, not ignored. The soft margin is the
+default for max-margin methods (typical preference data is not separable: a hard margin would end
+in exit 3); ``--margin hard`` asks for the exact separating program.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fairl_opt._args import (
+    add_settings_arguments,
+    fill_defaults,
+    given,
+    nonnegative_int,
+    positive_int,
+    refuse_inapplicable,
+    settings_from_args,
+)
+from fairl_opt.data.pairs_file import PairsData
+from fairl_opt.data.reward import RewardModel
+from fairl_opt.estimators import METHODS, make_estimator, methods_with
+from fairl_opt.exceptions import DataError
+from fairl_opt.fa import FASettings
+from fairl_opt.pairs import PreferencePairs
+from fairl_opt.solvers import BACKENDS
+
+#: ``--backend``: ``auto`` and every backend of :data:`fairl_opt.solvers.BACKENDS`.
+BACKEND_CHOICES = ("auto", *BACKENDS)
+#: The FA settings that have an option, generated from :class:`FASettings` (``--seed`` is its own
+#: option: it also seeds ``--geometry``). ``curriculum`` is left out while ``_args.given`` reads
+#: ``--no-curriculum`` (False) as "not given".
+FA_OPTIONS = tuple(n for n in FASettings.names() if n not in ("seed", "curriculum"))
+#: Options whose argparse default is None (so that "given" can be told from "default"), with the
+#: defaults they get once checked; the FA options keep FASettings' defaults.
+SOLVE_DEFAULTS = dict(margin="soft", C=1.0, reg=1.0, norm="l1", geometry_samples=2000)
+#: The methods each option applies to (from :data:`fairl_opt.estimators.METHODS`); given with any
+#: other method it is an error.
+SOLVE_APPLIES = {
+    **{option: methods_with(option) for option in ("norm", "margin", "C", "reg", *FA_OPTIONS)},
+    "geometry": tuple(name for name, m in METHODS.items() if m.failure_aware and m.kind == "margin"),
+}
+
+
+def add_method_arguments(p, default_method: str = "mm-qp") -> None:
+    """The method, its hyper-parameters, the backend, the FA settings, ``--seed`` and ``--geometry``."""
+    d = SOLVE_DEFAULTS
+    p.add_argument("--method", choices=tuple(METHODS), default=default_method, help="reward program")
+    p.add_argument("--margin", choices=("hard", "soft"), default=None,
+                   help=f"hard or soft margins (mm-*, fa-mm-*; default: {d['margin']})")
+    p.add_argument("--C", type=float, default=None,
+                   help=f"soft-margin slack penalty (--margin soft; default: {d['C']})")
+    p.add_argument("--reg", type=float, default=None,
+                   help=f"MaxEnt L2 regularisation λ > 0 (maxent, fa-maxent; default: {d['reg']})")
+    p.add_argument("--norm", choices=("l1", "linf"), default=None,
+                   help=f"objective norm (mm-lp, fa-mm-lp; default: {d['norm']})")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="solver backend; auto picks working-set for mm-qp, highs for mm-lp, newton "
+                        "(d <= 64) or lbfgs for maxent")
+    applies = {"all": "fa-*", "margin": "fa-mm-*", "maxent": "fa-maxent"}
+    add_settings_arguments(p, FASettings, names=FA_OPTIONS,
+                           applies_text=lambda field: applies[field.metadata["applies"]])
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the FA folds and --geometry")
+    p.add_argument("--allow-duplicates", action="store_true", help="accept identical pairs")
+    p.add_argument("--verbose", action="store_true", help="a log line per FA round on stderr")
+    p.add_argument("--geometry", action="store_true",
+                   help="add volume ratio, Chebyshev radii and interval widths of F_std and F_FA (fa-mm-*)")
+    p.add_argument("--geometry-samples", type=positive_int, default=None,
+                   help=f"hit-and-run samples per phase for --geometry, cost grows with d and rounds "
+                        f"(default: {d['geometry_samples']})")
+
+
+def check_method_options(args) -> None:
+    """Refuse options that do not apply to ``args.method`` (DataError), then fill the defaults."""
+    refuse_inapplicable(args, SOLVE_APPLIES, args.method)
+    if given(args, "C") and args.margin == "hard":
+        raise DataError("--C applies to --margin soft only (a hard margin has no slack penalty)")
+    if given(args, "slack_upweight") and args.margin == "hard":
+        raise DataError("--slack-upweight applies to --margin soft only (a hard margin has no slack price)")
+    if given(args, "geometry_samples") and not args.geometry:
+        raise DataError("--geometry-samples applies with --geometry only")
+    fill_defaults(args, SOLVE_DEFAULTS)
+
+
+def hyper_parameters(method: str, *, margin="soft", C=1.0, reg=1.0, norm=None, backend="auto",
+                     settings: FASettings | None = None) -> dict:
+    """The hyper-parameters that apply to ``method`` (defaults included), as recorded in JSON."""
+    m = METHODS[method]
+    out = {"backend": backend}
+    for name, value in (("margin", margin), ("C", C), ("reg", reg), ("norm", norm)):
+        if name in m.options and not (name == "C" and margin == "hard"):
+            out[name] = value
+    if m.failure_aware:
+        settings = settings or FASettings()
+        out["fa_settings"] = {k: v for k, v in settings.to_dict().items() if k in FASettings.names(m.kind)}
+    return out
+
+
+def settings_of(args) -> FASettings | None:
+    """The FASettings the options give for ``args.method`` (None for a standard method)."""
+    method = METHODS[args.method]
+    if not method.failure_aware:
+        return None
+    return settings_from_args(FASettings, args, names=FASettings.names(method.kind))
+
+
+def certificate_summary(cert) -> dict:
+    """The certificate fields every JSON output prints."""
+    return {"primal_objective": cert.primal_objective, "dual_objective": cert.dual_objective,
+            "gap": cert.gap, "relative_gap": cert.relative_gap, "max_violation": cert.max_violation,
+            "solver_status": cert.solver_status, "backend": cert.backend, "gradient_bound": cert.gradient_bound}
+
+
+def fit_reward(data, method: str = "mm-qp", *, margin="soft", C=1.0, reg=1.0, norm=None, backend="auto",
+               settings: FASettings | None = None, geometry: bool = False, geometry_samples: int = 2000,
+               seed: int = 0, verbose: bool = False, input_path=None, input_sha256=None):
+    """Fit ``method`` on the training pairs of ``data`` and return ``(RewardModel, estimator)``.
+
+    Parameters
+    ----------
+    data : PairsData or PreferencePairs
+        With a test mask, only the training pairs are fitted; the held-out pair accuracy is recorded.
+    method, margin, C, reg, norm, backend, settings
+        As :func:`fairl_opt.estimators.make_estimator`; options that do not apply are ignored here
+        (the CLI refuses them).
+    geometry, geometry_samples, seed
+        With ``geometry`` (fa-mm-* only), the feasible-set summary of
+        :func:`fairl_opt.geometry.geometry_summary` is computed and saved with the reward.
+    input_path, input_sha256
+        Recorded as the training input.
+    """
+    if isinstance(data, PreferencePairs):
+        data = PairsData(data)
+    if not isinstance(data, PairsData):
+        raise DataError(f"data must be PairsData or PreferencePairs, got {type(data).__name__}")
+    if method not in METHODS:
+        raise DataError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    m = METHODS[method]
+    if geometry and not (m.failure_aware and m.kind == "margin"):
+        raise DataError(f"geometry needs an fa-mm-* method, not {method}")
+    if m.failure_aware and settings is None:
+        settings = FASettings(seed=seed)
+    train = data.train()
+    model = make_estimator(method, margin=margin, C=C, reg=reg, norm=norm, backend=backend, settings=settings,
+                           verbose=verbose)
+    start = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - start
+    test = data.test_index
+    training = {
+        "input": None if input_path is None else str(input_path), "input_sha256": input_sha256,
+        "n_pairs": data.pairs.n_pairs, "n_train": train.n_pairs, "n_test": int(test.size), "dim": train.dim,
+        "train_pair_accuracy": float(model.score(train)),
+        "test_pair_accuracy": float(model.score(data.pairs.subset(test))) if test.size else None,
+        "fit_seconds": seconds,
+    }
+    summary = None
+    if geometry:
+        from fairl_opt.geometry import geometry_summary
+
+        summary = geometry_summary(model.result_, samples=geometry_samples, seed=seed)
+    params = hyper_parameters(method, margin=margin, C=C, reg=reg, norm=norm, backend=backend, settings=settings)
+    reward = RewardModel.from_estimator(model, method, params, features=data.features, training=training,
+                                        geometry=summary)
+    return reward, model
+
