@@ -17,6 +17,22 @@ import sys
 _QUIET = False
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (so a redirected or captured
+    stderr is honoured), like :data:`logging.lastResort`."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     """Send ``fairl`` log records to stderr (``fairl: <message>``): INFO by default, DEBUG with
     ``verbose``, WARNING only with ``quiet`` (which also turns every progress bar off)."""
@@ -26,7 +42,7 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     for handler in list(logger.handlers):
         if getattr(handler, "_fairl", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("fairl: %(message)s"))
     handler._fairl = True
     logger.addHandler(handler)

@@ -120,7 +120,9 @@ def cmd_demo(args) -> int:
     from fairl_opt.demo import format_table, run_demo
 
     out = check_output_path(args.out) if args.out else None
-    progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
+    import logging
+
+    progress = logging.getLogger("fairl_opt.demo").info if not args.quiet else None
     seeds = tuple(range(args.seeds))
     print(
         f"fairl demo: planted problems, n={args.n} pairs, d={args.d}, seeds {list(seeds)}, 70/30 prompt "
@@ -220,6 +222,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    try:
+        return _run(args)
+    finally:
+        configure_logging()  # back to the defaults: main() may be called again in this process
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:

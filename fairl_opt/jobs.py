@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from fairl_opt.exceptions import DataError
+
+log = logging.getLogger(__name__)
 
 
 
@@ -142,7 +145,7 @@ def read_record(path: Path) -> dict:
 
 def drop_chunk(path: Path, reason: str) -> None:
     """Report a chunk that failed verification (always, on stderr) and remove it and its record."""
-    print(f"cache: chunk {path} failed verification ({reason}); recomputing", file=sys.stderr, flush=True)
+    log.warning(f"cache: chunk {path} failed verification ({reason}); recomputing")
     for p in (record_path(path), path):
         try:
             p.unlink()

@@ -7,6 +7,11 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+from fairl_opt._progress import configure_logging  # noqa: E402
+
+# log lines on stderr as the ``fairl`` command prints them (tests read them through capsys)
+configure_logging()
+
 # "ci": fast and reproducible (the default); "thorough": many more cases, for long runs:
 #   HYPOTHESIS_PROFILE=thorough pytest tests
 settings.register_profile(

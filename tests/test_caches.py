@@ -107,7 +107,7 @@ def test_damaged_embedding_chunk_is_recomputed_and_named(llama_dir, fresh, tmp_p
     err = capsys.readouterr().err
     np.testing.assert_array_equal(again, fresh)
     assert calls == [TEXTS[CHUNK:2 * CHUNK]]  # only the damaged chunk was recomputed
-    lines = [line for line in err.splitlines() if line.startswith("cache: chunk")]
+    lines = [line.removeprefix("fairl: ") for line in err.splitlines() if line.removeprefix("fairl: ").startswith("cache: chunk")]
     assert len(lines) == 1, err
     assert re.fullmatch(rf"cache: chunk {re.escape(str(victim))} failed verification \(.+\); recomputing",
                         lines[0]), lines[0]
@@ -270,7 +270,7 @@ def test_damaged_generation_chunk_is_recomputed_and_named(llama_dir, fresh_sampl
     assert _gen(llama_dir, cache) == fresh_samples
     err = capsys.readouterr().err
     assert calls == [PROMPTS[2:4]]
-    lines = [line for line in err.splitlines() if line.startswith("cache: chunk")]
+    lines = [line.removeprefix("fairl: ") for line in err.splitlines() if line.removeprefix("fairl: ").startswith("cache: chunk")]
     assert len(lines) == 1 and lines[0].startswith(f"cache: chunk {victim} failed verification (")
     assert lines[0].endswith("); recomputing")
     assert len(list(cache.glob("gen-*.json"))) == 3

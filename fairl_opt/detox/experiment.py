@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairl_opt._progress import progress_bar
 from fairl_opt.detox.dataset import DEFAULT_DIR, DetoxDataset
 from fairl_opt.detox.split import OPTIONS, Split
 from fairl_opt.estimators import get_method, make_estimator
@@ -240,11 +241,13 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say,
 
 
 def _printer(prefix: str, progress: bool):
-    import sys
+    """A log function (INFO on the ``fairl_opt`` logger) with ``prefix``, silent without ``progress``."""
+    import logging
 
     if not progress:
         return lambda msg: None
-    return lambda msg: print(f"{prefix}{msg}", file=sys.stderr, flush=True)
+    log = logging.getLogger(__name__)
+    return lambda msg: log.info(f"{prefix}{msg}")
 
 
 def _one_blas_thread():
@@ -261,7 +264,10 @@ def _run_split_pinned(ds, s, methods, fractions, geometry, progress, seed):
 
 
 def _split_worker(args):
+    from fairl_opt._progress import configure_logging
+
     data, max_prompts, s, methods, fractions, geometry, progress, seed = args
+    configure_logging(quiet=not progress)  # a spawned process starts without the parent's logging
     return _run_split_pinned(_load(data, max_prompts), s, methods, fractions, geometry, progress, seed)
 
 
@@ -284,10 +290,18 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
         import multiprocessing as mp
 
         jobs = [(data, max_prompts, s, methods, fractions, geometry, progress, seed) for s in range(n_splits)]
-        with mp.get_context("spawn").Pool(min(workers, n_splits)) as pool:
-            parts = pool.map(_split_worker, jobs, chunksize=1)
+        with mp.get_context("spawn").Pool(min(workers, n_splits)) as pool, \
+                progress_bar(n_splits, "detox splits", "split", enabled=progress) as bar:
+            parts = []
+            for part in pool.imap(_split_worker, jobs, chunksize=1):  # in split order
+                parts.append(part)
+                bar.update(1)
     else:
-        parts = [_run_split_pinned(ds, s, methods, fractions, geometry, progress, seed) for s in range(n_splits)]
+        parts = []
+        with progress_bar(n_splits, "detox splits", "split", enabled=progress) as bar:
+            for s in range(n_splits):
+                parts.append(_run_split_pinned(ds, s, methods, fractions, geometry, progress, seed))
+                bar.update(1)
     rows = [r for p in parts for r in p["rows"]]
     ablation = [a for p in parts for a in p["ablation"]]
     geo = [p["geo"] for p in parts if p["geo"] is not None]
