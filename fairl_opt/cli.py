@@ -35,7 +35,7 @@ import numpy as np
 from fairl_opt._args import ArgumentParser, HelpFormatter, nonnegative_int, positive_int
 from fairl_opt._io import check_output_path
 from fairl_opt._progress import configure_logging
-from fairl_opt._json import emit_json, run_record  # noqa: F401 - emit_json is re-exported
+from fairl_opt._json import emit_json, run_record
 from fairl_opt.estimators import METHODS
 from fairl_opt.exceptions import EXIT_CODES, FairlError, InfeasibleError, SolverError
 
@@ -60,9 +60,11 @@ def cmd_simulate(args) -> int:
     problem = simulate(n_pairs=args.n, dim=args.d, regime=args.regime, seed=args.seed, beta=args.beta)
     written = problem.save(out)
     counts = {k: int((problem.pairs.kinds == k).sum()) for k in np.unique(problem.pairs.kinds)}
+    params = dict(n=args.n, d=args.d, regime=args.regime, seed=args.seed, beta=args.beta)
     print(
         json.dumps({"out": str(written), "n_pairs": problem.pairs.n_pairs, "dim": problem.pairs.dim,
-                    "regime": args.regime, "seed": args.seed, "kinds": counts}),
+                    "regime": args.regime, "seed": args.seed, "kinds": counts,
+                    "run": run_record("simulate", {}, params)}),
     )
     return 0
 
@@ -136,7 +138,8 @@ def cmd_demo(args) -> int:
     if out:
         from dataclasses import asdict
 
-        emit_json({"rows": [asdict(r) for r in rows]}, out)
+        emit_json({"rows": [asdict(r) for r in rows],
+                   "run": run_record("demo", {}, dict(n=args.n, d=args.d, seeds=args.seeds))}, out)
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fairl_opt._json import emit_json as _emit
+from fairl_opt._json import run_record
 from fairl_opt.exceptions import DataError
 from fairl_opt.geometry.feasible_set import FeasibleSet
 from fairl_opt.geometry.volume import METHODS, volume_fraction, volume_ratio
@@ -64,6 +65,7 @@ def cmd_volume(args) -> int:
     if args.relative_to:
         payload["relative_to"] = str(args.relative_to)
     payload.update(estimate.to_dict())
+    payload["run"] = run_record("volume", {"sets": args.sets, "relative_to": args.relative_to}, options)
     _emit(payload, out)
     return 0
 
@@ -153,5 +155,7 @@ def cmd_certify(args) -> int:
     pairs, _ = load_npz(args.pairs, duplicates="allow" if args.allow_duplicates else "error")
     payload = certify_claims(pairs, args.method, args.margin, args.C, args.samples, args.seed,
                              budget=args.budget, volume=not args.no_volume, settings=settings)
-    _emit({"pairs": str(args.pairs), **payload}, out)
+    params = dict(method=args.method, margin=args.margin, C=args.C, samples=args.samples, seed=args.seed,
+                  budget=args.budget, volume=not args.no_volume, fa_settings=settings.to_dict())
+    _emit({"pairs": str(args.pairs), **payload, "run": run_record("certify", {"pairs": args.pairs}, params)}, out)
     return 0
