@@ -64,11 +64,22 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class _NegatableFlag(argparse.BooleanOptionalAction):
+    """``--flag``/``--no-flag`` that remembers it was passed, so that :func:`given` can tell an
+    explicit ``--no-flag`` (False) from a flag left alone."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        setattr(namespace, "_passed_flags", getattr(namespace, "_passed_flags", frozenset()) | {self.dest})
+
+
 def given(args, dest: str) -> bool:
     """Whether the option behind ``dest`` was passed (its argparse default is ``None``, or ``False``
-    for a flag)."""
+    for a flag; an explicit ``--no-…`` counts as passed)."""
     value = getattr(args, dest, None)
-    return value is not None and value is not False
+    if value is False:
+        return dest in getattr(args, "_passed_flags", ())
+    return value is not None
 
 
 def fill_defaults(args, defaults: dict) -> None:
@@ -86,7 +97,7 @@ def refuse_inapplicable(args, applies: dict, choice: str, choice_flag: str = "--
     """
     for dest, choices in applies.items():
         if given(args, dest) and choice not in choices:
-            flag = "--" + dest.replace("_", "-")
+            flag = ("--no-" if getattr(args, dest) is False else "--") + dest.replace("_", "-")
             raise DataError(f"{flag} applies to {'/'.join(choices)} only, not {choice_flag} {choice}")
 
 
@@ -128,7 +139,7 @@ def add_settings_arguments(parser, cls, names=None, applies_text=None) -> None:
         kind = str(f.type)
         if "bool" in kind:
             if f.default:
-                parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                parser.add_argument(flag, dest=f.name, action=_NegatableFlag, default=None,
                                     help=f"{text} ({where}default: on)")
             else:
                 parser.add_argument(flag, dest=f.name, action="store_true", help=f"{text} ({where.rstrip('; ')})"

@@ -30,3 +30,18 @@ def test_bad_values_are_refused_at_parse_time_or_by_the_settings(capsys):
     assert info.value.code == 2 and "max-rounds" in capsys.readouterr().err
     with pytest.raises(ValueError, match="sharpen"):
         _parse(["--sharpen", "1.5"])
+
+
+def test_no_flag_counts_as_given_and_is_refused_where_it_does_not_apply(capsys, tmp_path):
+    """``--no-curriculum`` reaches FASettings and, with a standard method, is refused by name."""
+    import json
+
+    from fairl_opt.cli import main
+
+    main(["simulate", "--n", "60", "--d", "3", "--out", str(tmp_path / "s.npz")])
+    capsys.readouterr()
+    assert main(["solve", str(tmp_path / "s.npz"), "--method", "fa-mm-qp", "--no-curriculum",
+                 "--max-rounds", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["hyper_parameters"]["fa_settings"]["curriculum"] is False
+    assert main(["solve", str(tmp_path / "s.npz"), "--method", "mm-qp", "--no-curriculum"]) == 2
+    assert "--no-curriculum applies to fa-" in capsys.readouterr().err

@@ -30,9 +30,8 @@ from fairl_opt.solvers import BACKENDS
 #: ``--backend``: ``auto`` and every backend of :data:`fairl_opt.solvers.BACKENDS`.
 BACKEND_CHOICES = ("auto", *BACKENDS)
 #: The FA settings that have an option, generated from :class:`FASettings` (``--seed`` is its own
-#: option: it also seeds ``--geometry``). ``curriculum`` is left out while ``_args.given`` reads
-#: ``--no-curriculum`` (False) as "not given".
-FA_OPTIONS = tuple(n for n in FASettings.names() if n not in ("seed", "curriculum"))
+#: option: it also seeds ``--geometry``).
+FA_OPTIONS = tuple(n for n in FASettings.names() if n != "seed")
 #: Options whose argparse default is None (so that "given" can be told from "default"), with the
 #: defaults they get once checked; the FA options keep FASettings' defaults.
 SOLVE_DEFAULTS = dict(margin="soft", C=1.0, reg=1.0, norm="l1", geometry_samples=2000)
