@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import stats as st
 
+from fairl_opt._progress import progress_bar
 from fairl_opt.exceptions import DataError, SolverError
 from fairl_opt.geometry import kernels
 from fairl_opt.geometry.feasible_set import FeasibleSet
@@ -237,10 +238,16 @@ def run_kernel(direction, AT, b, X, S, weights, threshold, n_records, seed, trac
 
 
 def telescope(U, waypoints, x0, options: Options):
-    """Phases along the piecewise-linear path through ``waypoints`` (normalised right-hand sides).
+    """Phases along the piecewise-linear path through ``waypoints`` (normalised right-hand sides),
+    with a progress bar over the path's segments.
 
     Returns one list of :class:`PhaseEstimate` per segment.
     """
+    with progress_bar(len(waypoints) - 1, "volume (hit-and-run)", "segment") as bar:
+        return _telescope(U, waypoints, x0, options, bar)
+
+
+def _telescope(U, waypoints, x0, options: Options, bar):
     m, d = U.shape
     AT = np.ascontiguousarray(U.T)
     INV = kernels.reciprocals(AT)
@@ -256,6 +263,8 @@ def telescope(U, waypoints, x0, options: Options):
     n_phases = 0
     segments = []
     for seg, (c0, c1) in enumerate(zip(waypoints[:-1], waypoints[1:])):
+        bar.update(seg - bar.n)
+        bar.set_postfix(phases=n_phases, refresh=False)
         dc = c1 - c0
         phases = []
         segments.append(phases)
