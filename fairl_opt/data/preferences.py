@@ -203,6 +203,8 @@ def _opened(path: Path, split: str):
     if kind is None:
         raise DataError(f"{path}: unknown file type {path.suffix!r} (expected .jsonl, .json, .csv, .parquet "
                         "or a datasets save_to_disk folder)")
+    if kind != "disk" and split != "train":
+        raise DataError(f"{path}: a file holds one split, train: --split {split!r} does not apply")
     lines, text = None, None
     with tempfile.TemporaryDirectory(prefix="fairl-datasets-") as tmp, _quiet_datasets() as datasets:
         source, kwargs = path, {}
@@ -235,7 +237,7 @@ def _opened(path: Path, split: str):
                     "parquet": "Parquet file"}[kind]
             detail = " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
             raise DataError(f"{path}: not a readable {what} ({detail})") from None
-        if isinstance(loaded, datasets.DatasetDict):
+        if isinstance(loaded, datasets.DatasetDict):  # a file: {"train": ...}
             if split not in loaded:
                 raise DataError(f"{path}: no split {split!r} (splits: {', '.join(loaded)}); pass --split")
             loaded = loaded[split]
