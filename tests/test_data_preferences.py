@@ -239,6 +239,11 @@ def test_field_overrides_and_unknown_columns(tmp_path):
     # --layout hh ignores a prompt column: the prompt is the shared prefix
     texts = read_preferences(write_jsonl(tmp_path / "hh.jsonl", [dict(r, prompt="x") for r, _ in HH]), layout="hh")
     assert texts.fields["prompt"] is None and texts.prompts[2] == "The sky is"
+    # auto never splits plain completions at whatever they share: no prompt column, no HH marker
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"chosen": "The cat", "rejected": "The dog"}])
+    with pytest.raises(DataError, match=r"no prompt column and row 0 \(line 1\) is not an HH dialogue"):
+        read_preferences(plain)
+    assert read_preferences(plain, layout="hh").prompts == ["The"]
 
 
 def test_every_bad_reason_named_by_row_and_line(tmp_path):

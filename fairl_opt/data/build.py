@@ -69,8 +69,8 @@ def _feature_bad(raw, ci, ri, rows, max_length) -> list[BadRow]:
     bad, seen = [], {}
     for k, (c, r) in enumerate(zip(ci, ri)):
         if np.array_equal(raw[c], raw[r]):
-            bad.append(BadRow(int(rows[k]), "identical_features", "chosen and rejected embed identically (the "
-                              f"same tokens within the first max_length={max_length}?)"))
+            bad.append(BadRow(int(rows[k]), "identical_features", "chosen and rejected embed identically (e.g. "
+                              f"the same tokens within the first max_length={max_length})"))
             continue
         key = (np.ascontiguousarray(raw[c]) + 0.0).tobytes() + (np.ascontiguousarray(raw[r]) + 0.0).tobytes()
         if key in seen:

@@ -19,7 +19,8 @@ Layouts (``layout="auto"`` picks from the first row that has a ``chosen`` value)
   ``"{role}: {content}\\n\\n"`` followed by ``"assistant: "``, so ``prompt + completion`` reads as the
   dialogue; the **completion text** is the content of the message(s) after the prompt, joined by
   ``"\\n\\n"``, all of which must have the role ``assistant``.
-* **hh** — Anthropic-HH: no prompt field, ``chosen``/``rejected`` strings holding the whole dialogue.
+* **hh** — Anthropic-HH: no prompt field, ``chosen``/``rejected`` strings holding the whole dialogue
+  (``auto`` picks it only when the first ``chosen`` holds ``"\n\nAssistant:"``; ``--layout hh`` always).
   As TRL's ``extract_prompt``, the prompt is the longest common prefix of the two; it is then cut back
   to the end of the last ``"\\n\\nAssistant:"`` it contains (so two replies that start alike, "Sure, I"
   and "Sure, no", keep " Sure, ..." in the completions); without that marker the prefix is kept, less
@@ -70,13 +71,14 @@ BAD_REASONS = {
 }
 HH_MARKER = "\n\nAssistant:"
 SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-#: Bad rows named in an error message before "... and N more".
-SHOWN = 5
+SHOWN = 5  #: bad rows named in an error message before "... and N more"
 
 
 class BadRow(NamedTuple):
+    """A bad row: its 0-based number, the reason (a key of :data:`BAD_REASONS`) and the detail."""
+
     row: int
-    reason: str  # a key of BAD_REASONS
+    reason: str
     detail: str
 
 
@@ -106,16 +108,13 @@ class PreferenceTexts:
     def __len__(self) -> int:
         return len(self.chosen)
 
-    def where(self, row: int) -> str:
-        """``row N`` (and ``(line M)`` for JSON lines) for a row of the file."""
-        return where(row, self.lines)
-
     def bad_counts(self) -> dict:
         """``{reason: count}`` of :attr:`bad`."""
         return dict(Counter(b.reason for b in self.bad))
 
 
 def where(row: int, lines=None) -> str:
+    """``row N``, with ``(line M)`` when the lines of the rows are known."""
     return f"row {row}" if lines is None else f"row {row} (line {lines[row]})"
 
 
@@ -151,11 +150,6 @@ def _quiet_datasets():
         if bars:
             datasets.enable_progress_bars()
         ds_logging.set_verbosity(level)
-
-
-def _json_lines(text: str) -> list[int]:
-    """1-based numbers of the non-blank lines (split on "\\n" only, as JSON lines are)."""
-    return [i for i, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 
 def _diagnose_json(path: Path, text: str) -> None:
@@ -211,7 +205,7 @@ def _opened(path: Path, split: str):
         if kind == "json":
             text = decode_utf8(path.read_bytes(), path)
             if not text.lstrip("\ufeff \t\r\n").startswith("["):
-                lines = _json_lines(text)
+                lines = [i for i, line in enumerate(text.split("\n"), 1) if line.strip()]  # "\n" only
                 if len(lines) != text.count("\n") + (not text.endswith("\n")):  # blank lines: datasets'
                     source = Path(tmp) / "rows.jsonl"  # mixed-type fallback reads a copy without them
                     source.write_text("\n".join(text.split("\n")[i - 1] for i in lines), encoding="utf-8")
@@ -350,12 +344,22 @@ def _texts(layout: str, prompt, chosen, rejected, fields) -> tuple[str, str, str
     return p, c, r
 
 
-def _detect(values, path, column, lines) -> str:
+def _detect(values, path, fields, lines) -> str:
+    """The layout of the first row with a ``chosen`` value: strings without a prompt column are
+    ``hh`` only when they hold the HH marker (else a standard file whose prompt column has another
+    name would be split at whatever its two completions happen to share)."""
+    column = fields["chosen"]
     for i, value in enumerate(values):
         if isinstance(value, str):
-            return "string"
+            if fields["prompt"]:
+                return "standard"
+            if HH_MARKER in value:
+                return "hh"
+            raise DataError(f"{path}: no prompt column and {where(i, lines)} is not an HH dialogue (no "
+                            f"{HH_MARKER!r}); pass --prompt-field, or --layout hh to take the shared prefix "
+                            "of chosen and rejected as the prompt")
         if isinstance(value, list):
-            return "messages"
+            return "conversational"
         if value is not None:
             raise DataError(f"{path}: {where(i, lines)}: field {column!r} is {_kind(value)}, expected a string or a "
                             "list of messages")
@@ -417,8 +421,7 @@ def read_preferences(path, *, layout: str = "auto", prompt_field: str | None = N
         cols = ds.select_columns([f for f in dict.fromkeys(fields.values()) if f is not None])[:]
     n = len(cols[fields["chosen"]])
     if layout == "auto":
-        shape = _detect(cols[fields["chosen"]], path, fields["chosen"], lines)
-        layout = "conversational" if shape == "messages" else "standard" if fields["prompt"] else "hh"
+        layout = _detect(cols[fields["chosen"]], path, fields, lines)
     prompts = cols[fields["prompt"]] if fields["prompt"] else [None] * n
     out, rows, bad, seen = ([], [], []), [], [], {}
     for i, (p, c, r) in enumerate(zip(prompts, cols[fields["chosen"]], cols[fields["rejected"]])):
