@@ -373,3 +373,17 @@ def test_a_simulated_file_audits_without_the_phrase_section(tmp_path):
     assert "Skipped: this pairs file carries no texts" in report
     assert result["kinds"] is not None and sum(s["n_pairs"] for s in result["kinds"].values()) == 120
     assert "no_heldout" in codes(result)
+
+
+def test_a_dead_feature_is_not_identified_however_many_pairs():
+    from fairl_opt.audit.limits import identification, numerical_rank
+
+    rng = np.random.default_rng(8)
+    delta = rng.normal(size=(300, 8))
+    delta[:, 3] = 0.0  # a feature no pair moves
+    delta[:, 5] = 2 * delta[:, 1]  # and one that only moves with another
+    assert np.linalg.matrix_rank(delta) == 6
+    assert numerical_rank(delta) == (6, "svd") and numerical_rank(delta, svd_work=0) == (6, "gram eigenvalues")
+    record, warnings = identification(300, 8, delta, svd_work=0)
+    assert record["status"] == "not identified" and [w["code"] for w in warnings] == ["not_identified"]
+    assert "2 direction(s)" in warnings[0]["message"]

@@ -23,11 +23,31 @@ SMALL_HELDOUT = 50
 SEPARABILITY_LIMIT = 500_000
 
 
-def identification(n_train: int, dim: int, delta_train: np.ndarray) -> tuple[dict, list]:
+#: Above this n·d², the rank comes from the eigenvalues of the d × d Gram matrix instead of an SVD of Δ.
+SVD_WORK = 2_000_000_000
+
+
+def numerical_rank(delta: np.ndarray, svd_work: int = SVD_WORK) -> tuple[int, str]:
+    """The rank of ``delta`` and how it was measured: ``numpy.linalg.matrix_rank`` (an SVD) when
+    n·d² ≤ ``svd_work``, else the eigenvalues of ΔᵀΔ, a singular value counted when it exceeds
+    ``σ_max·max(1e-7, 10·sqrt(d·eps))`` (what float64 resolves through the Gram matrix)."""
+    n, d = delta.shape
+    if n == 0:
+        return 0, "empty"
+    if n * d * d <= svd_work:
+        return int(np.linalg.matrix_rank(delta)), "svd"
+    eig = np.clip(np.linalg.eigvalsh(delta.T @ delta), 0.0, None)
+    sigma = np.sqrt(eig)
+    tol = sigma.max() * max(1e-7, 10 * np.sqrt(d * np.finfo(np.float64).eps))
+    return int((sigma > tol).sum()), "gram eigenvalues"
+
+
+def identification(n_train: int, dim: int, delta_train: np.ndarray, svd_work: int = SVD_WORK) -> tuple[dict, list]:
     """n_train, d, the rank of the training differences and the verdict: "not identified" (rank < d:
     some direction of θ is not constrained at all), "weakly determined" (n_train < 10·d) or "ok"."""
-    rank = int(np.linalg.matrix_rank(delta_train)) if delta_train.size else 0
-    record = {"n_train": int(n_train), "dim": int(dim), "rank": rank, "pairs_per_dim": n_train / dim}
+    rank, how = numerical_rank(delta_train, svd_work)
+    record = {"n_train": int(n_train), "dim": int(dim), "rank": rank, "rank_method": how,
+              "pairs_per_dim": n_train / dim}
     warnings = []
     if rank < dim:
         record["status"] = "not identified"

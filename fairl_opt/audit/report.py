@@ -209,7 +209,7 @@ def _fa(r: dict) -> list:
                         "how far the rounds shrink the feasible set.", ""]
     lines += [f"Stop reason: {_text(fa['stop_reason'])}. Pairs tightened or re-weighted: {fa['n_tightened']}.", ""]
     rows = [[x["round"], _f(x["n_failures"]), _f(x["n_misclassified"]), _f(x["n_near_ties"]), _f(x["objective"], 6),
-             x["n_edited"], _f(x["step"]), _text(x["note"], 120)] for x in fa["rounds"]]
+             x["n_edited"], _f(x["step"]), _text(x["note"], 120) if x["note"] else "—"] for x in fa["rounds"]]
     lines += _table(["round", "failures", "misclassified", "near ties", "objective", "edited", "step", "note"], rows)
     lines += _figure(r, "fa_rounds", "FA failures per round")
     g = fa["geometry"]
