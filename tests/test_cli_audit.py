@@ -100,3 +100,23 @@ def test_help_shows_every_default(capsys):
     assert code == 0
     for text in ("(default: 10)", "(default: 5)", "(default: 2)", "(default: 0.05)", "(default: 500000)"):
         assert text in " ".join(stdout.split())
+
+
+def test_a_reward_from_fairl_fit_is_audited_with_its_own_failure_rule(capsys, files, tmp_path):
+    reward = tmp_path / "fa-reward"
+    code, _, err = run(capsys, "fit", files["pairs"], "--method", "fa-maxent", "--near-tie-quantile", "0.3",
+                       "--max-rounds", "1", "--oof-folds", "0", "--out", reward, "--quiet")
+    assert code == 0, err
+    code, stdout, err = run(capsys, "audit", files["pairs"], "--reward", reward, "--out", tmp_path / "r", "--quiet")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "r" / "audit.json").read_text(encoding="utf-8"))
+    assert saved["failure_rule"]["near_tie_quantile"] == 0.3 and "own" in saved["failure_rule"]["source"]
+    assert saved["inputs"]["same_file_as_training"] is True and saved["reward"]["fitted_pairs"] == 160
+    data = PairsData.load(files["pairs"])
+    theta = np.load(reward / "theta.npy")
+    norm = data.pairs.delta[~data.test_mask] @ theta / np.linalg.norm(theta)
+    assert saved["failure_rule"]["threshold"] == np.quantile(norm[norm > 0], 0.3)
+    # the same reward on another file: said so
+    other = word_data(n=200, seed=8, spec=FeatureSpec("tiny-model", "fp-a", 128, False)).save(tmp_path / "other.npz")
+    code, stdout, err = run(capsys, "audit", other, "--reward", reward, "--out", tmp_path / "r2", "--quiet")
+    assert code == 0 and "other_file" in json.loads(stdout)["warning_codes"]

@@ -26,6 +26,8 @@ field                                    meaning
                                          fingerprint, pooling, max_length, with_prompt, standardised,
                                          dim) or null; ``checked``: both recorded one and it matched;
                                          ``restandardised``: the pairs were mapped to the reward's units
+``inputs.same_file_as_training``         whether the pairs file is the one the reward was fitted on
+                                         (sha256 against ``training.input_sha256``); null if unknown
 ``inputs.notes``                         what the input check could not establish
 ``reward.method/kind/failure_aware``     the reward's method (:data:`fairl_opt.estimators.METHODS`)
 ``reward.hyper_parameters``              as the reward folder records them
@@ -93,8 +95,9 @@ field                                    meaning
                                          (< 20), ``dominant_prompt`` (> 50 %), ``no_heldout``,
                                          ``small_heldout`` (< 50), ``inaccurate`` (held-out Wilson
                                          interval reaches 0.5, or training accuracy < 0.6 without
-                                         held-out pairs), ``uncertified``, ``other_pairs`` (the reward
-                                         was fitted on another number of pairs),
+                                         held-out pairs), ``uncertified``, ``other_file`` (the reward
+                                         was fitted on another file), ``other_pairs`` (on another
+                                         number of pairs),
                                          ``feature_recipe_unchecked``
 ``files``                                ``report``, ``audit``, ``pairs_csv``, ``phrases_csv`` (with
                                          texts) and ``figures`` (name → file), relative to REPORT_DIR

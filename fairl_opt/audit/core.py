@@ -83,7 +83,11 @@ def analyse(inputs: AuditInputs, options: AuditOptions = AuditOptions()) -> tupl
     warnings += w
     warnings += limits.certificate_warnings(reward)
     fitted = _fitted_pairs(reward)
-    if fitted is not None and fitted != data.train_index.size:
+    if inputs.same_file is False:
+        warnings.append({"code": "other_file", "message": (
+            f"the reward was fitted on {reward.training.get('input')!r}, not on this file (their sha256 differ): "
+            "'training' and 'held-out' here are this file's split, not what the reward saw")})
+    elif fitted is not None and fitted != data.train_index.size:
         warnings.append({"code": "other_pairs", "message": (
             f"the reward was fitted on {fitted} pairs but this file has {data.train_index.size} training pairs: "
             "'training' here means this file's split, not necessarily the pairs the reward saw")})
@@ -99,7 +103,8 @@ def analyse(inputs: AuditInputs, options: AuditOptions = AuditOptions()) -> tupl
                    "n_pairs": data.pairs.n_pairs, "n_train": int(data.train_index.size),
                    "n_test": int(data.test_index.size), "dim": data.pairs.dim, "has_texts": data.has_texts,
                    "has_kinds": data.pairs.kinds is not None, "has_prompt_ids": data.pairs.prompt_ids is not None,
-                   "features": inputs.features, "notes": list(inputs.notes)},
+                   "features": inputs.features, "same_file_as_training": inputs.same_file,
+                   "notes": list(inputs.notes)},
         "reward": {"method": reward.method, "kind": reward.kind, "failure_aware": reward.failure_aware,
                    "hyper_parameters": reward.hyper_parameters, "status": reward.status,
                    "certificate": reward.certificate, "theta_norm": float(np.linalg.norm(theta)),

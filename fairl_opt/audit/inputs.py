@@ -9,6 +9,7 @@ an error: those features are not the ones the reward reads.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ class AuditInputs:
     features : dict
         ``pairs`` and ``reward`` (their FeatureSpec fields or None), ``checked`` (both recorded a
         recipe and it matched), ``restandardised`` (the pairs were mapped to the reward's units).
+    same_file : bool or None
+        Whether the pairs file is byte for byte the one the reward was fitted on (its sha256 against
+        the reward's ``training.input_sha256``); None when either is unknown.
     notes : list of str
         What the check could not establish (e.g. one side records no feature model).
     """
@@ -48,6 +52,7 @@ class AuditInputs:
     reward_dir: Path | None = None
     features: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    same_file: bool | None = None
 
 
 def _raw(x: np.ndarray, spec) -> np.ndarray:
@@ -129,7 +134,15 @@ def load_inputs(pairs_path, reward_dir, duplicates: str = "allow") -> AuditInput
     data = PairsData.load(pairs_path, duplicates=duplicates)
     reward = RewardModel.load(reward_dir)
     inputs = check_inputs(data, reward, f"pairs file {pairs_path}", f"reward {reward_dir}")
-    return AuditInputs(inputs.data, inputs.reward, Path(pairs_path), reward_dir, inputs.features, inputs.notes)
+    recorded = reward.training.get("input_sha256") if isinstance(reward.training, dict) else None
+    same = None
+    if isinstance(recorded, str):
+        digest = hashlib.sha256()
+        with open(pairs_path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        same = digest.hexdigest() == recorded
+    return AuditInputs(inputs.data, inputs.reward, Path(pairs_path), reward_dir, inputs.features, inputs.notes, same)
 
 
 def fa_settings(reward: RewardModel, where: str = "the reward") -> tuple[FASettings, str]:

@@ -87,7 +87,10 @@ def _inputs(r: dict) -> list:
             ["method", f"`{rw['method']}` ({rw['kind']}, {'failure-aware' if rw['failure_aware'] else 'standard'})"],
             ["hyper-parameters", _text(json.dumps(rw["hyper_parameters"], sort_keys=True), 400)],
             ["certificate status", rw["status"]], ["‖θ‖₂", _f(rw["theta_norm"], 4)],
-            ["feature recipe", check]]
+            ["feature recipe", check],
+            ["fitted on this file", {True: "yes (sha256 matches the reward's training input)",
+                                     False: f"no: fitted on {_text(rw['training'].get('input'))}",
+                                     None: "unknown"}[inp["same_file_as_training"]]]]
     lines = ["## Inputs", ""] + _table(["", ""], rows)
     return lines + [f"- {_text(n, 400)}" for n in inp["notes"]] + ([""] if inp["notes"] else [])
 
