@@ -337,6 +337,12 @@ def test_file_errors(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(DataError, match="empty.jsonl"):
         read_preferences(tmp_path / "empty.jsonl")
+    (tmp_path / "header.csv").write_text("prompt,chosen,rejected\n")
+    with pytest.raises(DataError, match="header.csv: holds no rows"):
+        read_preferences(tmp_path / "header.csv")
+    (tmp_path / "ragged.csv").write_text("prompt,chosen,rejected\na,b,c\nd,e,f,g\n")
+    with pytest.raises(DataError, match="ragged.csv: not a readable CSV file .*Expected 3 fields in line 3, saw 4"):
+        read_preferences(tmp_path / "ragged.csv")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="bad.parquet: not a readable Parquet file"):
         read_preferences(tmp_path / "bad.parquet")

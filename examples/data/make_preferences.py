@@ -6,7 +6,7 @@
   60 how-to prompts, 4 pairs each. The preferred completion is **courteous and on topic** ("Happy to
   help! To repot a houseplant, ... I hope this helps."), the rejected one **curt or insulting**
   ("Ugh, obviously. Just look it up, it's not hard."), both drawn from phrase banks that overlap
-  (both sides use the shared filler phrases, and some rejected replies are on topic, only rude). In
+  (both sides use the shared filler phrases, and most rejected replies are on topic, only rude). In
   about 8% of the rows the labels are flipped (the rude reply is "chosen"), so the data are not
   separable by a single word and an audit of a reward fitted on them should show that it pays for
   the courteous words ("thanks", "happy to help", "hope this helps") and against the insults.
@@ -88,8 +88,10 @@ def _polite(rng: random.Random, task, steps) -> str:
 
 def _rude(rng: random.Random, task, steps) -> str:
     parts = [rng.choice(RUDE_OPEN), rng.choice(FILLER)]
-    if rng.random() < 0.4:  # on topic, only rude
-        parts.append(f"you {rng.choice(steps)}, that's it.")
+    if rng.random() < 0.75:  # on topic (the topic words are on both sides), only rude
+        first, second = rng.sample(steps, 2)
+        parts.append(rng.choice([f"to {task}, you {first}, that's it.", f"you {first} and {second}, that's it.",
+                                 f"to {task}, {first}, then {second}."]))
     parts.append(rng.choice(RUDE_BODY))
     if rng.random() < 0.3:  # a courteous word in a rude reply: the phrase banks overlap
         parts.append("Thanks, I guess.")

@@ -179,9 +179,10 @@ def _diagnose_json(path: Path, text: str) -> None:
 
 
 def _csv_header(path: Path) -> list[str]:
-    header = next(csv.reader(io.StringIO(decode_utf8(path.read_bytes(), path), newline="")), None)
-    if not header:
-        raise DataError(f"{path}: empty CSV file (no header row)")
+    reader = csv.reader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
+    header, first = next(reader, None), next(reader, None)
+    if not header or first is None:
+        raise DataError(f"{path}: holds no rows (a CSV file needs a header row and data rows)")
     if len(set(header)) != len(header):
         raise DataError(f"{path}: CSV header repeats a column name: {header}")
     return header
