@@ -205,6 +205,19 @@ def test_split_hh_by_hand():
         ("\n\nHuman: a\n\nAssistant:", " b", "")
 
 
+def test_split_hh_against_a_reference_on_random_dialogues():
+    import random
+
+    rng = random.Random(0)
+    pieces = ["a", "b", " ", "\n", "\n\nAssistant:", "\n\nHuman:"]
+    for _ in range(3000):
+        a, b = ("".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))) for _ in range(2))
+        n = len(os.path.commonprefix([a, b]))
+        k = a.rfind("\n\nAssistant:", 0, n)
+        cut = k + len("\n\nAssistant:") if k >= 0 else n - 1 if 0 < n < min(len(a), len(b)) and a[n - 1] == " " else n
+        assert split_hh(a, b) == (a[:cut], a[cut:], b[cut:]), (a, b)
+
+
 def test_shipped_hh_sample_keeps_one_row_per_dialogue():
     """The old .txt route turned dialogues with newlines into many rows; here 20 rows stay 20."""
     raw = [json.loads(line) for line in (EXAMPLES / "hh_sample.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -279,11 +279,10 @@ def _messages(value, name: str) -> list[tuple[str, str]]:
 
 def split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
     """``(prompt, chosen completion, rejected completion)`` of two HH dialogues (module docstring)."""
-    n = 0
-    for a, b in zip(chosen, rejected):
-        if a != b:
-            break
-        n += 1
+    n, hi = 0, min(len(chosen), len(rejected))  # the longest common prefix, by bisection (C-speed
+    while n < hi:  # slice comparisons, not a Python loop over the characters of long dialogues)
+        mid = (n + hi + 1) // 2
+        n, hi = (mid, hi) if chosen[:mid] == rejected[:mid] else (n, mid - 1)
     marker = chosen.rfind(HH_MARKER, 0, n)
     if marker >= 0:
         n = marker + len(HH_MARKER)
