@@ -120,3 +120,16 @@ def test_a_reward_from_fairl_fit_is_audited_with_its_own_failure_rule(capsys, fi
     other = word_data(n=200, seed=8, spec=FeatureSpec("tiny-model", "fp-a", 128, False)).save(tmp_path / "other.npz")
     code, stdout, err = run(capsys, "audit", other, "--reward", reward, "--out", tmp_path / "r2", "--quiet")
     assert code == 0 and "other_file" in json.loads(stdout)["warning_codes"]
+
+
+def test_a_damaged_fa_record_exits_2_naming_the_folder(capsys, files, tmp_path):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(files["reward"], folder)
+    manifest = json.loads((folder / "reward.json").read_text(encoding="utf-8"))
+    manifest["fa"] = {"stop_reason": "x", "rounds": [1]}
+    (folder / "reward.json").write_text(json.dumps(manifest), encoding="utf-8")
+    code, stdout, err = run(capsys, "audit", files["pairs"], "--reward", folder, "--out", tmp_path / "o")
+    assert code == 2 and stdout == "" and str(folder) in err and "fa.rounds[0]" in err
+    assert not (tmp_path / "o").exists()

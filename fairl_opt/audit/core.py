@@ -66,7 +66,9 @@ def analyse(inputs: AuditInputs, options: AuditOptions = AuditOptions()) -> tupl
     ``run`` and ``files``), and the per-pair :class:`~fairl_opt.audit.diagnostics.PairScores`."""
     data, reward = inputs.data, inputs.reward
     theta = reward.theta
-    settings, source = fa_settings(reward, str(inputs.reward_dir or "the reward"))
+    where = str(inputs.reward_dir or "the reward")
+    settings, source = fa_settings(reward, where)
+    fa = diagnostics.fa_summary(reward, where)  # first: a damaged record fails before any work
     scores, failures = diagnostics.failure_analysis(data, theta, settings, source, options.top)
     margins = diagnostics.margin_summary(scores)
     train_delta = data.pairs.delta[data.train_index]
@@ -115,7 +117,7 @@ def analyse(inputs: AuditInputs, options: AuditOptions = AuditOptions()) -> tupl
         "completions": diagnostics.completion_summary(data, scores, options.top),
         "kinds": diagnostics.kind_summary(data, scores),
         "phrases": None if phrases is None else {k: v for k, v in phrases.items() if k != "table"},
-        "fa": diagnostics.fa_summary(reward),
+        "fa": fa,
         "limits": {"identification": ident, "separability": sep, "prompts": prompts, "heldout": held},
         "warnings": warnings,
     }

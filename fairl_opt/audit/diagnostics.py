@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from fairl_opt.exceptions import DataError
 from fairl_opt.failures import detect_failures, normalised_margins
 from fairl_opt.pairs import KINDS
 
@@ -172,15 +173,19 @@ def kind_summary(data, scores: PairScores) -> dict | None:
     return out
 
 
-def fa_summary(reward) -> dict | None:
+def fa_summary(reward, where: str = "the reward") -> dict | None:
     """The FA rounds the reward folder records (failures, misclassified, near ties, objective, edits,
     step, note), the stop reason, the tightened count and the geometry when recorded; None for a
     standard reward."""
     fa = reward.fa
-    if not isinstance(fa, dict):
+    if fa is None:
         return None
+    if not isinstance(fa, dict) or not isinstance(fa.get("rounds", []), list):
+        raise DataError(f"{where}: the 'fa' record is not an object with a list of rounds (reward.json damaged?)")
     rounds = []
-    for r in fa.get("rounds") or []:
+    for i, r in enumerate(fa.get("rounds") or []):
+        if not isinstance(r, dict):
+            raise DataError(f"{where}: fa.rounds[{i}] is not an object (reward.json damaged?)")
         rounds.append({"round": r.get("round"), "n_failures": r.get("n_failures"),
                        "n_misclassified": r.get("n_misclassified"), "n_near_ties": r.get("n_near_ties"),
                        "objective": r.get("objective"), "n_edited": len(r.get("changed") or []),
@@ -193,7 +198,7 @@ def fa_summary(reward) -> dict | None:
         geometry = {"volume_ratio": ratio.get("ratio"), "stderr": ratio.get("stderr"),
                     "ci_low": ratio.get("ci_low"), "ci_high": ratio.get("ci_high"),
                     "confidence": ratio.get("confidence"), "method": ratio.get("method"),
-                    "steps": [s.get("ratio") for s in ratio.get("steps") or []],
+                    "steps": [s.get("ratio") for s in ratio.get("steps") or [] if isinstance(s, dict)],
                     "chebyshev_radius_standard": radius.get("standard"), "chebyshev_radius_fa": radius.get("fa"),
                     "convention": g.get("convention")}
     return {"stop_reason": fa.get("stop_reason"), "n_tightened": len(fa.get("tightened") or []),
