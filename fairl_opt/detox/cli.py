@@ -7,7 +7,7 @@ UTF-8 and JSON, with the line at fault), ``--train-rows``, the prompt file and t
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,24 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def _check_models(args) -> None:
+    """Resolve ``--model`` and ``--feature-model`` (an adapter checked against its base) and, with
+    ``--chat-template``, the generator's template, before any model loads: a DataError names the
+    option."""
+    from fairl_opt.models import chat_template_of, check_adapter, load_tokenizer, resolve_model
+
+    for option, given, causal in (("--model", args.model, True), ("--feature-model", args.feature_model, False)):
+        if given is None:
+            continue
+        try:
+            spec = resolve_model(given)
+            check_adapter(spec, causal=causal)
+            if args.chat_template and option == "--model":
+                chat_template_of(load_tokenizer(spec), spec)
+        except DataError as exc:
+            raise DataError(f"{option} {given}: {exc}") from None
+
+
 def cmd_generate(args) -> int:
     from fairl_opt.detox.dataset import generate_dataset
 
@@ -75,11 +93,12 @@ def cmd_generate(args) -> int:
         from fairl_opt.detox.prompts import load_rtp_jsonl
 
         load_rtp_jsonl(args.prompts, limit=args.n_prompts)
+    _check_models(args)
     manifest = generate_dataset(
         args.out, n_prompts=args.n_prompts, K=args.K, beta=args.beta, seed=args.seed, model=args.model,
         feature_model=args.feature_model, prompts_file=args.prompts, max_new_tokens=args.max_new_tokens,
         n_splits=args.splits, workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
-        log=lambda msg: print(msg, file=sys.stderr),
+        log=logging.getLogger(__name__).info, chat_template=args.chat_template,
     )
     print(json.dumps({k: manifest[k] for k in ("n_prompts", "K", "beta", "rates", "cost", "files")}, indent=2))
     return 0
@@ -147,8 +166,13 @@ def add_detox_parser(sub) -> None:
     g.add_argument("--K", type=positive_int, default=4, help="candidates per prompt for the aligned policy")
     g.add_argument("--beta", type=float, default=1.0, help="KL temperature of π* ∝ π₀ exp(r*/β)")
     g.add_argument("--seed", type=nonnegative_int, default=0, help="seed of prompts, sampling and splits")
-    g.add_argument("--model", default="smollm2", help="generator: smollm2 or a local model directory")
-    g.add_argument("--feature-model", default=None, help="feature model (default: the generator)")
+    g.add_argument("--model", default="smollm2",
+                   help="generator: smollm2, a local transformers or GGUF directory, a PEFT/LoRA adapter "
+                        "directory, or BASE+ADAPTER_DIR")
+    g.add_argument("--feature-model", default=None, help="feature model, same forms (default: the generator)")
+    g.add_argument("--chat-template", action="store_true",
+                   help="render each prompt as a user turn through the generator's chat template "
+                        "(default: raw text continuation)")
     g.add_argument("--prompts", default=None,
                    help="RealToxicityPrompts-format JSONL (UTF-8) instead of templates")
     g.add_argument("--max-new-tokens", type=positive_int, default=30, help="tokens sampled per completion")

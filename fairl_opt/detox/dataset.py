@@ -12,6 +12,11 @@ Generation (``fairl detox generate``), for each prompt x:
 4. embed every completion (completion text only: r* depends on y alone) with the frozen feature model;
 5. draw ``n_splits`` random prompt-level train/test splits.
 
+The generator and the feature model are anything :func:`fairl_opt.models.resolve_model` accepts
+(a named model, a local or GGUF directory, a PEFT/LoRA adapter, ``BASE+ADAPTER_DIR``); sampling is
+:func:`fairl_opt.lm.generate_completions`, the code path of ``fairl generate``, raw text continuation
+unless ``chat_template`` renders each prompt through the generator's chat template.
+
 Files (no pickle anywhere): ``prompts.jsonl`` (id, family, text), ``completions.jsonl`` (prompt id,
 sample index, role, text, p_offensive, r_star, toxic), ``arrays.npz`` (features float16 of shape
 (n_prompts, K+1, d), r_star, p_offensive, toxic, aligned_index, test_masks) and ``manifest.json``
@@ -42,6 +47,9 @@ from fairl_opt.detox.files import (
 )
 from fairl_opt.policies import sir_pick
 
+#: The manifest's ``generator.template``: without and with the chat template.
+TEMPLATES = {False: "raw continuation",
+             True: "chat template: one user turn, add_generation_prompt=True"}
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "detox"
 
 
@@ -79,15 +87,18 @@ def _versions() -> dict:
 def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1.0, seed: int = 0,
                      model: str = "smollm2", feature_model: str | None = None, prompts_file=None,
                      max_new_tokens: int = 30, n_splits: int = 5, test_fraction: float = 0.3,
-                     workers: int = 1, cache_dir=None, progress=True, log=print) -> dict:
+                     workers: int = 1, cache_dir=None, progress=True, log=print, chat_template: bool = False) -> dict:
     """Run the whole pipeline and write the dataset to ``out_dir``; returns the manifest.
 
     ``cache_dir`` (default ``<out_dir>/.cache``) holds one file per finished chunk of generation and
-    embedding, so an interrupted run picks up where it stopped.
+    embedding, so an interrupted run picks up where it stopped. With ``chat_template`` each prompt is
+    rendered as one user turn through the generator's chat template (recorded in the manifest's
+    ``generator.template``); without it the data are those of earlier versions.
     """
     from fairl_opt.detox.prompts import build_prompts, load_rtp_jsonl
     from fairl_opt.detox.toxicity import SCORER, TOXIC_THRESHOLD, true_reward
-    from fairl_opt.lm import SamplingConfig, embed_texts, generate_completions, resolve_model
+    from fairl_opt.lm import SamplingConfig, embed_texts, generate_completions
+    from fairl_opt.models import check_adapter, resolve_model
 
     if K < 1:
         raise DataError(f"K must be >= 1, got {K}")
@@ -98,6 +109,8 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
     cache = Path(cache_dir) if cache_dir is not None else out / ".cache"
     feature_model = feature_model or model
     gen_spec, feat_spec = resolve_model(model), resolve_model(feature_model)
+    check_adapter(gen_spec, causal=True)
+    check_adapter(feat_spec, causal=False)
     if prompts_file is not None:
         prompts, families = load_rtp_jsonl(prompts_file, limit=n_prompts)
         prompt_source = {"kind": "jsonl", "file": str(prompts_file)}
@@ -108,16 +121,16 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
     config = SamplingConfig(max_new_tokens=max_new_tokens)
 
     t0 = time.perf_counter()
-    samples = generate_completions(prompts, K + 1, model=model, cache_dir=cache / "generate", seed=seed,
+    samples = generate_completions(prompts, K + 1, model=gen_spec, cache_dir=cache / "generate", seed=seed,
                                    config=config, chunk_prompts=max(1, 64 // (K + 1)), workers=workers,
-                                   progress=progress)
+                                   progress=progress, chat_template=chat_template)
     t_gen = time.perf_counter() - t0
     flat = [text for row in samples for text in row]
     r_star, toxic, p_off = (a.reshape(n, K + 1) for a in true_reward(flat))
     rng = np.random.default_rng(seed)
     aligned = np.array([1 + sir_pick(r_star[i, 1:], beta, rng) for i in range(n)], dtype=np.int64)
     t1 = time.perf_counter()
-    feats = embed_texts(flat, model=feature_model, cache_dir=cache / "embed", workers=workers, progress=progress)
+    feats = embed_texts(flat, model=feat_spec, cache_dir=cache / "embed", workers=workers, progress=progress)
     t_emb = time.perf_counter() - t1
     features = feats.reshape(n, K + 1, -1)
     test_masks = prompt_splits(n, n_splits, test_fraction, seed)
@@ -127,7 +140,7 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
         "n_prompts": n, "K": K, "beta": beta, "seed": seed, "n_splits": n_splits,
         "test_fraction": test_fraction,
         "prompt_source": prompt_source,
-        "generator": {**gen_spec.describe(), "sampling": config.as_dict(), "template": "raw continuation"},
+        "generator": {**gen_spec.describe(), "sampling": config.as_dict(), "template": TEMPLATES[bool(chat_template)]},
         "feature_model": {**feat_spec.describe(), "pooling": "mean of last hidden state over the attention mask",
                           "text": "completion only", "dim": int(features.shape[-1]), "stored_as": "float16"},
         "ground_truth": {"scorer": SCORER, "reward": "logit(1 - p_offensive), p clipped to [1e-6, 1-1e-6]",
