@@ -20,7 +20,7 @@ Layouts (``layout="auto"`` picks from the first row that has a ``chosen`` value)
   dialogue; the **completion text** is the content of the message(s) after the prompt, joined by
   ``"\\n\\n"``, all of which must have the role ``assistant``.
 * **hh** — Anthropic-HH: no prompt field, ``chosen``/``rejected`` strings holding the whole dialogue
-  (``auto`` picks it only when the first ``chosen`` holds ``"\n\nAssistant:"``; ``--layout hh`` always).
+  (``auto`` picks it only when the first ``chosen`` holds ``"\\n\\nAssistant:"``; ``--layout hh`` always).
   As TRL's ``extract_prompt``, the prompt is the longest common prefix of the two; it is then cut back
   to the end of the last ``"\\n\\nAssistant:"`` it contains (so two replies that start alike, "Sure, I"
   and "Sure, no", keep " Sure, ..." in the completions); without that marker the prefix is kept, less
