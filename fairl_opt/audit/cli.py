@@ -55,17 +55,17 @@ def add_audit_parser(sub) -> None:
 
     p = sub.add_parser("audit", help=HELP, description=HELP + ". Failures follow the FA loop's rule (the reward's "
                        "own settings for an FA reward, else the FASettings defaults).", formatter_class=HelpFormatter)
-    p.add_argument("pairs", help="pairs .npz (fairl pairs; a plain fairl simulate file works, without the phrase "
+    p.add_argument("pairs", metavar="PAIRS", help="pairs .npz (fairl pairs; a plain fairl simulate file works, without the phrase "
                                  "section)")
-    p.add_argument("--reward", required=True, help="reward folder written by fairl fit --out")
-    p.add_argument("--out", required=True, help="report folder (created when missing)")
-    p.add_argument("--top", type=positive_int, default=10,
+    p.add_argument("--reward", required=True, metavar="DIR", help="reward folder written by fairl fit --out")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder (created when missing)")
+    p.add_argument("--top", type=positive_int, default=10, metavar="N",
                    help="failures, completions and phrases (each way) listed in the report")
-    p.add_argument("--min-count", type=_min_count, default=5,
+    p.add_argument("--min-count", type=_min_count, default=5, metavar="N",
                    help="a word or phrase is tested when at least this many completions have it and as many lack it")
-    p.add_argument("--max-ngram", type=positive_int, default=2, help="longest phrase tested, in words")
-    p.add_argument("--fdr", type=_fdr, default=0.05, help="q-value (Benjamini-Hochberg) a phrase must reach to be listed")
-    p.add_argument("--separability-limit", type=nonnegative_int, default=SEPARABILITY_LIMIT,
+    p.add_argument("--max-ngram", type=positive_int, default=2, metavar="N", help="longest phrase tested, in words")
+    p.add_argument("--fdr", type=_fdr, default=0.05, metavar="Q", help="q-value (Benjamini-Hochberg) a phrase must reach to be listed")
+    p.add_argument("--separability-limit", type=nonnegative_int, default=SEPARABILITY_LIMIT, metavar="N",
                    help="largest n_train*d on which the hard-margin separability solve runs (0 = only the reward "
                         "itself as a witness)")
     p.add_argument("--quiet", action="store_true", help="only warnings on stderr")

@@ -119,7 +119,8 @@ def phrase_table(data, scores, options: PhraseOptions) -> dict:
             "min_count": options.min_count, "max_ngram": options.max_ngram, "fdr": options.fdr,
             "token_pattern": TOKEN_PATTERN, "lowercase": True,
             "statistic": "Welch two-sample t-test, two-sided; effect size Cohen's d (pooled SD); "
-                         "Benjamini-Hochberg q-values over all tested n-grams",
+                         "Benjamini-Hochberg q-values over all tested n-grams; p-values treat distinct "
+                         "completions as independent (completions of one prompt may not be)",
             "caveat": CAVEAT, "positive": [], "negative": [], "n_tested": 0,
             "n_significant_positive": 0, "n_significant_negative": 0, "table": []}
     if len(texts) < 2 * options.min_count:
