@@ -11,6 +11,7 @@ import pytest
 from fairl_opt.cli import main
 from fairl_opt.data import FeatureSpec, PairsData, RewardModel, fit_standardisation
 from fairl_opt.data.fitting import fit_reward
+from fairl_opt.data.pairs_file import pack_texts, unpack_texts
 from fairl_opt.estimators import METHODS, make_estimator
 from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings
@@ -104,8 +105,13 @@ def test_pairs_file_round_trip(data, tmp_path):
     np.testing.assert_array_equal(back.test_mask, data.test_mask)
     assert list(back.chosen_text) == list(data.chosen_text) and back.features.model == "made-up"
     assert back.meta["format"] == "fairl-pairs/1"
-    with np.load(path, allow_pickle=False) as z:  # loads without pickle
-        assert z["chosen_text"].dtype.kind == "U"
+    with np.load(path, allow_pickle=False) as z:  # loads without pickle; texts cost their length
+        assert z["chosen_text_utf8"].dtype == np.uint8
+        assert z["chosen_text_utf8"].size == sum(len(t.encode()) for t in data.chosen_text)
+    texts = ["", "é ü", "a\nb", "x" * 1000]
+    np.testing.assert_array_equal(unpack_texts(*pack_texts(texts), "t"), texts)
+    with pytest.raises(DataError, match="offsets do not cut"):
+        unpack_texts(*pack_texts(texts)[:1], np.array([0, 5]), "t")
 
 
 def test_fit_standardisation_is_mean_std_with_a_floor():

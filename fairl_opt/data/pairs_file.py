@@ -10,9 +10,12 @@ array              meaning
 chosen, rejected   (n, d) features, standardised with ``feature_mean``/``feature_scale``
 prompt_ids         (n,) int: pairs of one prompt share an id (splits keep them together)
 kinds              (n,) str, optional: one of :data:`fairl_opt.pairs.KINDS`
-prompt_text        (n,) str, optional: the prompt (or shared dialogue prefix) of each pair
-chosen_text        (n,) str, optional: the preferred completion
-rejected_text      (n,) str, optional: the dispreferred completion
+prompt_text_*      optional: the prompt (or shared dialogue prefix) of each pair, stored as
+                   ``prompt_text_utf8`` (uint8: the UTF-8 bytes of every text, concatenated) and
+                   ``prompt_text_offsets`` (n+1 int64: text i is bytes offsets[i]:offsets[i+1]), so
+                   that long texts cost their length, not n × the longest one
+chosen_text_*      optional: the preferred completions, stored the same way
+rejected_text_*    optional: the dispreferred completions, stored the same way
 test_mask          (n,) bool, optional: held-out pairs (whole prompts); the rest are training
 source_rows        (n,) int, optional: row of each pair in the input file (0-based)
 feature_mean,      (d,) float64, optional: the standardisation, fitted on the training pairs'
@@ -39,12 +42,38 @@ TEXT_KEYS = ("prompt_text", "chosen_text", "rejected_text")
 
 
 def _text_array(name: str, values, n: int) -> np.ndarray | None:
+    """``values`` as a read-only object array of ``n`` Python strings (never pickled: see :func:`pack_texts`)."""
     if values is None:
         return None
-    arr = np.asarray([str(v) for v in values])
-    if arr.shape != (n,):
-        raise DataError(f"{name} has {arr.size} entries for {n} pairs")
-    return arr.astype(str)
+    texts = [str(v) for v in values]
+    if len(texts) != n:
+        raise DataError(f"{name} has {len(texts)} entries for {n} pairs")
+    arr = np.empty(n, dtype=object)
+    arr[:] = texts
+    arr.setflags(write=False)
+    return arr
+
+
+def pack_texts(texts) -> tuple[np.ndarray, np.ndarray]:
+    """``(utf8, offsets)``: the UTF-8 bytes of every text concatenated (uint8) and the n+1 offsets."""
+    encoded = [t.encode("utf-8") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), offsets
+
+
+def unpack_texts(utf8, offsets, name: str) -> list[str]:
+    """The texts :func:`pack_texts` packed; DataError naming ``name`` when the arrays disagree."""
+    utf8, offsets = np.asarray(utf8), np.asarray(offsets)
+    if utf8.dtype != np.uint8 or utf8.ndim != 1 or offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise DataError(f"{name}: expected uint8 bytes and integer offsets")
+    if offsets.size == 0 or offsets[0] != 0 or offsets[-1] != utf8.size or np.any(np.diff(offsets) < 0):
+        raise DataError(f"{name}: offsets do not cut the {utf8.size} bytes into texts")
+    data = utf8.tobytes()
+    try:
+        return [data[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: not valid UTF-8 ({exc.reason})") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,7 +151,10 @@ class PairsData:
     # -- I/O ---------------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write the ``.npz`` described in the module docstring, atomically; returns the path."""
-        extra = {k: getattr(self, k) for k in (*TEXT_KEYS, "test_mask", "source_rows") if getattr(self, k) is not None}
+        extra = {k: getattr(self, k) for k in ("test_mask", "source_rows") if getattr(self, k) is not None}
+        for key in TEXT_KEYS:
+            if getattr(self, key) is not None:
+                extra[f"{key}_utf8"], extra[f"{key}_offsets"] = pack_texts(getattr(self, key))
         meta = dict(self.meta)
         meta["format"] = FORMAT
         if self.features is not None:
@@ -158,8 +190,16 @@ class PairsData:
         if "feature_model" in meta:
             spec = FeatureSpec.from_dict(meta["feature_model"], extra.pop("feature_mean", None),
                                          extra.pop("feature_scale", None), where=f"{path}: meta.feature_model")
+        texts = {}
+        for key in TEXT_KEYS:
+            if f"{key}_utf8" in extra or f"{key}_offsets" in extra:
+                if not (f"{key}_utf8" in extra and f"{key}_offsets" in extra):
+                    raise DataError(f"{path}: {key} needs both {key}_utf8 and {key}_offsets")
+                texts[key] = unpack_texts(extra[f"{key}_utf8"], extra[f"{key}_offsets"], f"{path}: {key}")
+            elif key in extra:  # fixed-width strings (a file written by hand)
+                texts[key] = extra[key]
         try:
-            return cls(pairs, *(extra.get(k) for k in TEXT_KEYS), test_mask=extra.get("test_mask"),
+            return cls(pairs, *(texts.get(k) for k in TEXT_KEYS), test_mask=extra.get("test_mask"),
                        source_rows=extra.get("source_rows"), features=spec, meta=meta)
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
