@@ -137,6 +137,12 @@ def test_generate_end_to_end(tiny, tmp_path, capsys):
     ds = datasets.load_dataset("json", data_files=str(out), split="train", cache_dir=str(tmp_path / "hf"))
     assert ds.column_names == ["prompt", "chosen", "rejected", "prompt_id", "sample"]
     assert ds.to_list() == expected
+    from fairl_opt.data.preferences import read_preferences  # what `fairl pairs` reads
+
+    texts = read_preferences(out)
+    assert texts.layout == "standard" and not texts.bad
+    assert (list(texts.prompts), list(texts.chosen), list(texts.rejected)) == (
+        [r["prompt"] for r in expected], [r["chosen"] for r in expected], [r["rejected"] for r in expected])
 
     meta_path = Path(summary["meta"])
     assert meta_path == tmp_path / "pairs.jsonl.meta.json"
