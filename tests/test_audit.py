@@ -207,7 +207,16 @@ def test_an_fa_reward_uses_its_own_failure_rule():
     result, _ = analyse(check_inputs(data, reward))
     norm = (data.pairs.delta @ reward.theta) / np.linalg.norm(reward.theta)
     train = norm[~data.test_mask]
-    assert result["failure_rule"]["threshold"] == pytest.approx(np.quantile(train[train > 0], 0.3))
+    # τ is the loop's own: the 0.3 quantile of the positive margins of the round-0 (standard) fit
+    from fairl_opt.estimators import make_estimator
+
+    theta0 = make_estimator("maxent").fit(data.train()).theta_
+    m0 = data.train().delta @ theta0 / np.linalg.norm(theta0)
+    assert result["failure_rule"]["threshold"] == pytest.approx(np.quantile(m0[m0 > 0], 0.3), rel=1e-9)
+    assert result["failure_rule"]["threshold"] == reward.fa["threshold"]
+    assert result["failure_rule"]["threshold_from_fa_loop"] is True
+    tau = reward.fa["threshold"]
+    assert result["failures"]["train"]["n_near_ties"] == int(((train > 0) & (train <= tau)).sum())
     assert [r["round"] for r in result["fa"]["rounds"]] == [h["round"] for h in reward.fa["rounds"]]
     assert result["fa"]["rounds"][0]["n_failures"] == reward.fa["rounds"][0]["n_failures"]
     fixed = RewardModel(**{**reward.__dict__, "hyper_parameters": {"fa": {"near_tie_threshold": 0.05}}})

@@ -115,7 +115,9 @@ def test_a_reward_from_fairl_fit_is_audited_with_its_own_failure_rule(capsys, fi
     data = PairsData.load(files["pairs"])
     theta = np.load(reward / "theta.npy")
     norm = data.pairs.delta[~data.test_mask] @ theta / np.linalg.norm(theta)
-    assert saved["failure_rule"]["threshold"] == np.quantile(norm[norm > 0], 0.3)
+    assert saved["failure_rule"]["threshold"] == json.loads((reward / "reward.json").read_text())["fa"]["threshold"]
+    tau = saved["failure_rule"]["threshold"]
+    assert saved["failures"]["train"]["n_near_ties"] == int(((norm > 0) & (norm <= tau)).sum())
     # the same reward on another file: said so
     other = word_data(n=200, seed=8, spec=FeatureSpec("tiny-model", "fp-a", 128, False)).save(tmp_path / "other.npz")
     code, stdout, err = run(capsys, "audit", other, "--reward", reward, "--out", tmp_path / "r2", "--quiet")

@@ -60,11 +60,14 @@ def _pair_record(data, scores: PairScores, i: int, kind: str | None = None) -> d
     return record
 
 
-def failure_analysis(data, theta: np.ndarray, settings, source: str, top: int) -> tuple[PairScores, dict]:
+def failure_analysis(data, theta: np.ndarray, settings, source: str, top: int,
+                     threshold: float | None = None) -> tuple[PairScores, dict]:
     """Margins and failures of ``theta`` on every pair.
 
-    τ is resolved by ``settings`` (:meth:`FASettings.resolve_threshold`) on the training pairs'
-    normalised margins, then applied to training and held-out pairs alike with
+    τ is ``threshold`` when given with a quantile rule (an FA reward records the τ its loop resolved
+    at round 0, from the standard fit's margins, out of fold when ``oof_folds`` > 0), else
+    resolved by ``settings`` (:meth:`FASettings.resolve_threshold`) on the training pairs'
+    normalised margins; it is applied to training and held-out pairs alike with
     :func:`fairl_opt.failures.detect_failures`. Returns the per-pair scores and the JSON-ready
     ``failure_rule``/``failures`` record (top ``top`` of each split listed, worst first).
     """
@@ -72,8 +75,10 @@ def failure_analysis(data, theta: np.ndarray, settings, source: str, top: int) -
     margin = pairs.delta @ theta
     normalised = normalised_margins(pairs.delta, theta)
     train, test = data.train_index, data.test_index
-    threshold = settings.resolve_threshold(normalised[train])
     absolute, quantile = settings.threshold_rule
+    from_loop = threshold is not None and absolute is None and quantile is not None
+    if not from_loop:
+        threshold = settings.resolve_threshold(normalised[train])
     split = np.full(pairs.n_pairs, "train", dtype=object)
     split[test] = "test"
     failure = np.full(pairs.n_pairs, "", dtype=object)
@@ -101,7 +106,10 @@ def failure_analysis(data, theta: np.ndarray, settings, source: str, top: int) -
                 "the training pairs under this reward")
     else:
         rule = "no near-tie rule: misclassified pairs only"
-    record = {"source": source, "near_tie_threshold": settings.near_tie_threshold,
+    if from_loop:
+        rule = (f"near_tie_quantile {quantile:g}: τ as the FA loop resolved it at round 0 (on its training "
+                "pairs' margins, out of fold when oof_folds > 0), recorded in the reward folder")
+    record = {"source": source, "threshold_from_fa_loop": from_loop, "near_tie_threshold": settings.near_tie_threshold,
               "near_tie_quantile": settings.near_tie_quantile, "rule": rule, "threshold": float(threshold),
               "threshold_reward_units": float(threshold * np.linalg.norm(theta)),
               "definition": "misclassified: θᵀΔ ≤ 0; near tie: 0 < θᵀΔ/‖θ‖ ≤ τ (fairl_opt.failures)"}

@@ -124,7 +124,8 @@ def _failures(r: dict) -> list:
              f"The FA loop's rule ({rule['definition']}), with {rule['source']}: {rule['rule']}. "
              f"Threshold used: τ = {_f(rule['threshold'], 4)} on the normalised margin "
              f"({_f(rule['threshold_reward_units'], 4)} in reward units). The audit measures the final reward on "
-             "the pairs; the FA loop fixed its τ at round 0 and also mined failures out of fold.", ""]
+             "the pairs" + (", with the τ the FA loop fixed at round 0 (the loop also mined failures out of "
+                            "fold)." if rule.get("threshold_from_fa_loop") else "."), ""]
     rows = []
     for name, label in (("train", "training"), ("test", "held-out")):
         s = r["failures"][name]

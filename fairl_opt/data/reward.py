@@ -7,7 +7,8 @@
   its sha256, pair counts, accuracies, fit seconds), ``features`` (the
   :class:`~fairl_opt.data.features.FeatureSpec`: model, fingerprint, pooling, max length,
   prompt-in-text; null for features that did not come from a text model), ``fa`` (stop reason and
-  every round: failures, edits, objective, certificate; null for a standard method), ``geometry``
+  every round: failures, edits, objective, certificate, and the near-tie threshold τ the loop
+  resolved at round 0; null for a standard method), ``geometry``
   (null unless fitted with ``--geometry``) and ``files``: the sha256, shape and dtype of each array;
 * ``theta.npy`` — θ in standardised feature units; ``feature_mean.npy``/``feature_scale.npy`` — the
   standardisation; for FA methods the final per-training-pair requirements
@@ -64,7 +65,7 @@ def fa_record(estimator) -> dict | None:
         record["failures"] = [int(i) for i in h.failures]
         record["changed"] = [int(i) for i in record["changed"]]
         rounds.append(record)
-    return {"stop_reason": result.stop_reason, "tightened": [int(i) for i in np.asarray(result.tightened).reshape(-1)],
+    return {"stop_reason": result.stop_reason, "threshold": result.threshold, "tightened": [int(i) for i in np.asarray(result.tightened).reshape(-1)],
             "rounds": rounds}
 
 

@@ -236,6 +236,7 @@ def run_fa(
         stop_reason=stop_reason,
         prices=state.prices(),
         settings=settings,
+        threshold=None if threshold is None else float(threshold),
     )
 
 

@@ -95,6 +95,7 @@ class FAResult:
     stop_reason: str
     prices: np.ndarray | None = None
     settings: FASettings | None = None
+    threshold: float | None = None
 
     @property
     def standard_program(self):
