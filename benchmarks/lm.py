@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from fairl_opt.detox.dataset import DetoxDataset
-    from fairl_opt.lm import load_model, load_tokenizer, mean_pooled, resolve_model
+    from fairl_opt.lm import mean_pooled
+    from fairl_opt.models import load_model, load_tokenizer, resolve_model
 
     ds = DetoxDataset.load(verify=False)
     rng = np.random.default_rng(0)

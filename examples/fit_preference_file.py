@@ -48,7 +48,8 @@ def main(argv=None) -> dict:
     reward.save(out / "reward")
 
     reward = RewardModel.load(out / "reward")                                # verified against its checksums
-    new = ["Thank you for asking, here is a clear answer.", "Figure it out yourself."]
+    new = ["Happy to help! To plant tomatoes, dig a deep hole, then water them every morning. I hope this helps.",
+           "Ugh. What a dumb question. Figure it out yourself."]
     scores = reward.score_texts(new, cache_dir=out / "cache", progress=not args.quiet)
     summary = audit(check_inputs(data, reward), out / "audit", AuditOptions(top=5))
     result = {

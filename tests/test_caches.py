@@ -21,6 +21,7 @@ import fairl_opt.jobs as jobs  # noqa: E402
 import fairl_opt.lm as lm  # noqa: E402
 from fairl_opt.exceptions import DataError  # noqa: E402
 from fairl_opt.lm import SamplingConfig  # noqa: E402
+from fairl_opt.models import resolve_model  # noqa: E402
 from tests.test_lm import PROMPTS, TEXTS, _build_llama, _build_bert  # noqa: E402
 
 pytestmark = pytest.mark.llm
@@ -203,7 +204,7 @@ def test_chunk_files_and_records(llama_dir, fresh, tmp_path):
 def test_encoder_width_comes_from_config(tmp_path, capsys):
     bert = _build_bert(tmp_path / "bert")
     cache = tmp_path / "cache"
-    spec = lm.resolve_model(str(bert))
+    spec = resolve_model(str(bert))
     assert lm._expected_width(spec) == 24
     ref = lm.embed_texts(TEXTS[:3], model=str(bert), cache_dir=cache, progress=False)
     (victim,) = cache.glob("emb-*.npy")

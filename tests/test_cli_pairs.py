@@ -24,6 +24,7 @@ from fairl_opt.data.build import build_pairs, check_split  # noqa: E402
 from fairl_opt.data.pairs_file import PairsData  # noqa: E402
 from fairl_opt.data.preferences import read_preferences  # noqa: E402
 from fairl_opt.exceptions import DataError  # noqa: E402
+from fairl_opt.models import resolve_model  # noqa: E402
 from tests.tiny_models import build_llama  # noqa: E402
 
 pytestmark = pytest.mark.llm
@@ -101,7 +102,7 @@ def test_features_are_the_embeddings_standardised_on_the_training_rows(llama, tm
     assert list(data.prompt_text) == prompts and list(data.chosen_text) == [r["chosen"] for r in data_rows]
     spec = data.features
     assert (spec.model, spec.fingerprint, spec.max_length, spec.with_prompt) == \
-        (llama, lm.resolve_model(llama).fingerprint(), 128, False)
+        (llama, resolve_model(llama).fingerprint(), 128, False)
     assert data.meta["n_prompts"] == 8 and data.meta["layout"] == "standard" and data.meta["bad_rows"] == {}
 
 

@@ -173,6 +173,7 @@ def test_version(capsys):
 def test_fairl_score_equals_embedding_by_hand(tmp_path, capsys):
     pytest.importorskip("torch")
     import fairl_opt.lm as lm
+    from fairl_opt.models import resolve_model
     from tests.tiny_models import build_llama
 
     model_dir = build_llama(tmp_path / "tiny")
@@ -181,7 +182,7 @@ def test_fairl_score_equals_embedding_by_hand(tmp_path, capsys):
     chosen, rejected = words[:5] * 2, words[5:] * 2
     raw = lm.embed_texts(chosen + rejected, model=str(model_dir), progress=False).astype(np.float64)
     mean, scale = fit_standardisation(raw)
-    spec = FeatureSpec(str(model_dir), lm.resolve_model(str(model_dir)).fingerprint(), mean=mean, scale=scale)
+    spec = FeatureSpec(str(model_dir), resolve_model(str(model_dir)).fingerprint(), mean=mean, scale=scale)
     std = (raw - mean) / scale
     pairs = PreferencePairs(std[:10], std[10:], prompt_ids=np.arange(10) // 2, duplicates="allow")
     PairsData(pairs, chosen_text=chosen, rejected_text=rejected, features=spec).save(tmp_path / "p.npz")

@@ -91,7 +91,7 @@ def build_pairs(texts: PreferenceTexts, *, model: str, max_length: int = 128, wi
     texts : PreferenceTexts
         From :func:`fairl_opt.data.preferences.read_preferences`.
     model : str
-        Feature model: a name of :data:`fairl_opt.lm.NAMED_MODELS` or a local model directory.
+        Feature model: a name of :data:`fairl_opt.models.NAMED_MODELS` or a local model directory.
     max_length, batch_size, workers, cache_dir, progress
         As :func:`fairl_opt.lm.embed_texts` (``cache_dir`` None: a temporary cache).
     with_prompt : bool
@@ -107,11 +107,12 @@ def build_pairs(texts: PreferenceTexts, *, model: str, max_length: int = 128, wi
         An unknown model, a split that leaves a side empty, unusable features without ``skip_bad``.
     """
     from fairl_opt import __version__, lm
+    from fairl_opt.models import resolve_model
 
     if len(texts) == 0:
         raise DataError(f"{texts.source}: no pairs to build")
     check_split(int(prompt_ids(texts.prompts).max()) + 1, test_fraction)
-    plain = FeatureSpec(model, lm.resolve_model(model).fingerprint(), max_length, with_prompt)
+    plain = FeatureSpec(model, resolve_model(model).fingerprint(), max_length, with_prompt)
     sides = [plain.texts(texts.chosen, texts.prompts), plain.texts(texts.rejected, texts.prompts)]
     order: dict[str, int] = {}
     for c, r in zip(*sides):

@@ -64,7 +64,7 @@ def cmd_pairs(args) -> int:
     from fairl_opt._json import emit_json, run_record
     from fairl_opt.data.build import build_pairs, check_split, prompt_ids
     from fairl_opt.data.preferences import read_preferences
-    from fairl_opt.lm import resolve_model
+    from fairl_opt.models import resolve_model
 
     out = check_output_path(args.out, suffix=".npz")
     cache = Path(args.cache_dir) if args.cache_dir else out.with_name(out.name + ".cache")

@@ -47,7 +47,7 @@ class FeatureSpec:
     Parameters
     ----------
     model : str
-        The feature model as given (a name of :data:`fairl_opt.lm.NAMED_MODELS` or a directory).
+        The feature model as given (a name of :data:`fairl_opt.models.NAMED_MODELS` or a directory).
     fingerprint : str
         ``resolve_model(model).fingerprint()`` when the features were computed.
     max_length : int
@@ -131,7 +131,7 @@ class FeatureSpec:
         return (x - self.mean) / self.scale
 
     def check_installed(self):
-        """The installed model's :class:`~fairl_opt.lm.ModelSpec`, after checking its fingerprint.
+        """The installed model's :class:`~fairl_opt.models.ModelSpec`, after checking its fingerprint.
 
         Raises
         ------
