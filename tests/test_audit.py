@@ -93,6 +93,9 @@ def test_the_planted_word_tops_the_positive_list(planted):
     data, reward, result, _ = planted
     p = result["phrases"]
     assert p["positive"][0]["ngram"] == "excellent" and p["negative"][0]["ngram"] == "awful"
+    # held within prompts (the two sides of a pair) the planted words lead too
+    assert p["within_positive"][0]["ngram"] == "excellent" and p["within_negative"][0]["ngram"] == "awful"
+    assert p["within_positive"][0]["paired_q_value"] < 1e-6
     # independent: distinct completions, presence by a regex tokenizer, Welch's test from scipy
     r_c, r_r = data.pairs.chosen @ reward.theta, data.pairs.rejected @ reward.theta
     units = dict.fromkeys(zip(list(data.chosen_text) + list(data.rejected_text), np.r_[r_c, r_r].tolist()))
@@ -152,6 +155,16 @@ def test_paired_view_matches_a_hand_count():
     margins = (chosen - rejected) @ theta
     assert foo["mean_margin"] == pytest.approx(margins[[0, 1, 4, 6]].mean())
     assert foo["paired_difference"] == pytest.approx((margins[0] - margins[1] + margins[4] - margins[6]) / 4)
+    # the within-prompt test: a one-sample t-test of r(side with foo) - r(side without), by scipy
+    from scipy import stats
+
+    diffs = np.array([margins[0], -margins[1], margins[4], -margins[6]])
+    expected = stats.ttest_1samp(diffs, 0.0)
+    assert foo["paired_t"] == pytest.approx(expected.statistic, rel=1e-9)
+    assert foo["paired_p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    tested = [r for r in rows.values() if r["pairs_one_side"] >= 2]
+    q = stats.false_discovery_control([r["paired_p_value"] for r in tested], method="bh")
+    assert [r["paired_q_value"] for r in tested] == pytest.approx(list(q), rel=1e-12)
     # 'bar': chosen-only in pairs 0, 3; rejected-only in 4, 7; both sides in 5
     assert (rows["bar"]["pairs_one_side"], rows["bar"]["chosen_side"]) == (4, 2)
     # distinct (text, reward) completions holding 'foo': foo bar, foo (pair 1), foo (pair 2: other features,

@@ -38,7 +38,9 @@ field                                    meaning
 ``failure_rule``                         ``source`` (the reward's FA settings or the FASettings
                                          defaults), ``near_tie_threshold``, ``near_tie_quantile``,
                                          ``rule`` (in words), ``threshold`` (τ used, on θᵀΔ/‖θ‖: the
-                                         quantile resolved on the training pairs' normalised margins),
+                                         FA loop's own τ for an FA reward with a quantile rule, else
+                                         the quantile resolved on the training pairs' normalised
+                                         margins), ``threshold_from_fa_loop``,
                                          ``threshold_reward_units`` (τ‖θ‖), ``definition``
 ``failures.train``, ``failures.test``    null without such pairs; else ``n_pairs``, ``n_failures``,
                                          ``n_misclassified`` (θᵀΔ ≤ 0), ``n_near_ties``,
@@ -67,7 +69,13 @@ field                                    meaning
                                          mean_with, mean_without, difference, effect_size`` (Cohen's
                                          d), ``t, df, p_value`` (Welch), ``q_value`` (BH),
                                          ``pairs_one_side, chosen_side, chosen_fraction, mean_margin,
-                                         paired_difference, label_p_value``
+                                         paired_difference, paired_t, paired_p_value,
+                                         paired_q_value, label_p_value``;
+                                         ``within_statistic``, ``n_within_tested``,
+                                         ``n_significant_within_positive/negative`` and
+                                         ``within_positive``/``within_negative``: the within-prompt
+                                         test (pairs with the n-gram on one side only, topic held
+                                         fixed), up to ``top`` with paired q ≤ fdr by paired t
                                          (:mod:`fairl_opt.audit.phrases`)
 ``fa``                                   null for a standard reward; else ``stop_reason``,
                                          ``n_tightened``, ``rounds`` (``round, n_failures,

@@ -153,7 +153,8 @@ def pairs_csv(data, scores) -> str:
 
 
 PHRASE_COLUMNS = ["ngram", "n_with", "mean_with", "mean_without", "difference", "effect_size", "t", "df", "p_value",
-                  "q_value", "pairs_one_side", "chosen_side", "chosen_fraction", "mean_margin", "paired_difference"]
+                  "q_value", "pairs_one_side", "chosen_side", "chosen_fraction", "mean_margin", "paired_difference",
+                  "paired_t", "paired_p_value", "paired_q_value"]
 
 
 def audit(inputs: AuditInputs, out, options: AuditOptions = AuditOptions(), run: dict | None = None) -> dict:

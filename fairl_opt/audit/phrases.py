@@ -14,7 +14,15 @@ For each n-gram present in at least ``min_count`` completions and absent from at
   ``chosen_side`` (the side with it was the chosen one), ``chosen_fraction``, ``mean_margin`` (mean
   θᵀΔ of those pairs) and ``paired_difference`` (mean reward of the side with it minus the side
   without it); for listed n-grams also ``label_p_value``, a two-sided binomial test of
-  ``chosen_side`` against one half (do the preference labels favour it?).
+  ``chosen_side`` against one half (do the preference labels favour it?);
+* the **within-prompt test**, on those same pairs: ``paired_t`` and ``paired_p_value``, a one-sample
+  t-test of the per-pair differences r(side with it) − r(side without it) against 0 (the two sides
+  share a prompt, so the topic is held fixed), and ``paired_q_value``, Benjamini–Hochberg over the
+  n-grams with at least ``min_count`` such pairs. ``within_positive``/``within_negative`` list the
+  n-grams with ``paired_q_value`` ≤ ``fdr`` by ``paired_t`` (the strength of the evidence, which
+  unlike a mean difference does not favour rare n-grams): what the reward pays for once
+  the prompt is held fixed. The across-completions lists (``positive``/``negative``) also pick up
+  what differs between prompts (a topic whose answers score high).
 
 These are associations of the recovered reward with surface text, not causes: an n-gram can ride
 along with whatever the features respond to.
@@ -99,10 +107,17 @@ def paired_view(vectorizer, chosen_text, rejected_text, margins) -> dict:
     one = nc + nr
     with np.errstate(divide="ignore", invalid="ignore"):
         mc, mr = only_c.T @ m, only_r.T @ m
+        mean = np.where(one > 0, (mc - mr) / one, np.nan)  # differences are +margin or -margin
+        squares = (only_c + only_r).T @ (m * m)
+        var = np.maximum(squares - one * mean * mean, 0.0) / (one - 1)
+        se = np.sqrt(var / one)
+        t = np.where(se > 0, mean / se, np.where(mean == 0, 0.0, np.sign(mean) * np.inf))
+        t = np.where(one >= 2, t, np.nan)
+        p = np.where(one >= 2, 2 * stats.t.sf(np.abs(t), np.maximum(one - 1, 1)), np.nan)
         return {"pairs_one_side": one.astype(np.int64), "chosen_side": nc.astype(np.int64),
                 "chosen_fraction": np.where(one > 0, nc / one, np.nan),
                 "mean_margin": np.where(one > 0, (mc + mr) / one, np.nan),
-                "paired_difference": np.where(one > 0, (mc - mr) / one, np.nan)}
+                "paired_difference": mean, "paired_t": t, "paired_p_value": p}
 
 
 def phrase_table(data, scores, options: PhraseOptions) -> dict:
@@ -121,7 +136,12 @@ def phrase_table(data, scores, options: PhraseOptions) -> dict:
             "statistic": "Welch two-sample t-test, two-sided; effect size Cohen's d (pooled SD); "
                          "Benjamini-Hochberg q-values over all tested n-grams; p-values treat distinct "
                          "completions as independent (completions of one prompt may not be)",
+            "within_statistic": "over pairs with the n-gram in exactly one side: one-sample t-test of "
+                                "r(side with it) - r(side without it) against 0 (same prompt on both "
+                                "sides); Benjamini-Hochberg over n-grams with >= min_count such pairs",
             "caveat": CAVEAT, "positive": [], "negative": [], "n_tested": 0,
+            "within_positive": [], "within_negative": [], "n_within_tested": 0,
+            "n_significant_within_positive": 0, "n_significant_within_negative": 0,
             "n_significant_positive": 0, "n_significant_negative": 0, "table": []}
     if len(texts) < 2 * options.min_count:
         base["note"] = f"{len(texts)} distinct completions: fewer than 2 x min_count ({options.min_count})"
@@ -144,6 +164,11 @@ def phrase_table(data, scores, options: PhraseOptions) -> dict:
     columns["q_value"] = stats.false_discovery_control(columns["p_value"], method="bh")
     view = paired_view(vectorizer, data.chosen_text, data.rejected_text, scores.margin)
     columns.update({k: v[keep] for k, v in view.items()})
+    enough = columns["pairs_one_side"] >= options.min_count
+    paired_q = np.full(vocab.size, np.nan)
+    if enough.any():
+        paired_q[enough] = stats.false_discovery_control(columns["paired_p_value"][enough], method="bh")
+    columns["paired_q_value"] = paired_q
     names = list(columns)
     table = [{"ngram": str(vocab[j]), **{k: _number(columns[k][j]) for k in names}} for j in range(vocab.size)]
     effect = columns["effect_size"]
@@ -159,6 +184,14 @@ def phrase_table(data, scores, options: PhraseOptions) -> dict:
             listed.append(row)
         base[key] = listed
         base[f"n_significant_{key}"] = len(chosen)
+    within = np.where(enough & (paired_q <= options.fdr), columns["paired_t"], np.nan)
+    for key, order in (("within_positive", np.argsort(-np.nan_to_num(within, nan=0.0), kind="stable")),
+                       ("within_negative", np.argsort(np.nan_to_num(within, nan=0.0), kind="stable"))):
+        sign = 1 if key == "within_positive" else -1
+        chosen = [j for j in order if np.isfinite(within[j]) and sign * within[j] > 0]
+        base[key] = [dict(table[j]) for j in chosen[: options.top]]
+        base[f"n_significant_{key}"] = len(chosen)
+    base["n_within_tested"] = int(enough.sum())
     base["n_tested"] = int(vocab.size)
     base["table"] = sorted(table, key=lambda r: (-abs(r["effect_size"]), r["ngram"]))
     return base

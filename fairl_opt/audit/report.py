@@ -176,6 +176,14 @@ def _phrase_rows(listed: list) -> list:
              _f(p["label_p_value"], 3)] for p in listed]
 
 
+def _label_p(row: dict):
+    """The binomial test of the chosen share (computed here for the within-prompt lists)."""
+    from scipy import stats
+
+    one, chosen = row["pairs_one_side"], row["chosen_side"]
+    return float(stats.binomtest(int(chosen), int(one)).pvalue) if one else None
+
+
 def _phrases(r: dict) -> list:
     lines = ["## What the reward pays for", ""]
     p = r["phrases"]
@@ -192,6 +200,21 @@ def _phrases(r: dict) -> list:
               "it, and a binomial test of the chosen share against one half (do the labels favour it?).", ""]
     if p.get("note"):
         lines += [f"{p['note']}.", ""]
+    lines += ["### Within prompts (the two sides of a pair share a prompt: topic held fixed)", "",
+              f"Statistic: {p['within_statistic']} "
+              f"({p['n_within_tested']} n-grams with at least {p['min_count']} such pairs). Listed: q ≤ "
+              f"{p['fdr']:g}, by the paired t statistic (strength of evidence; a mean difference alone favours "
+              "rare n-grams).", ""]
+    within_header = ["n-gram", "one-side pairs", "paired Δr", "t", "q", "chosen share", "label p"]
+    for key, label in (("within_positive", "rewarded"), ("within_negative", "penalised")):
+        rows = [[_text(w["ngram"], 60), w["pairs_one_side"], _f(w["paired_difference"]), _f(w["paired_t"]),
+                 _f(w["paired_q_value"], 3), _f(w["chosen_fraction"]),
+                 _f(_label_p(w), 3)] for w in p.get(key, [])]
+        if rows:
+            lines += [f"Top {label} within prompts:", ""] + _table(within_header, rows)
+        else:
+            lines += [f"No n-gram is significantly {label} within prompts at q ≤ {p['fdr']:g}.", ""]
+    lines += ["### Across completions (topic not held fixed)", ""]
     header = ["n-gram", "completions with", "Δ mean reward", "effect d", "q", "one-side pairs", "chosen share",
               "mean margin", "paired Δr", "label p"]
     for key, label in (("positive", "rewarded (higher reward when present)"),
