@@ -53,3 +53,29 @@ def test_fit_preference_file_on_the_shipped_file_with_minilm(tmp_path, capsys):
     assert polite > rude
     assert (tmp_path / "run" / "audit" / "report.md").is_file()
     assert (tmp_path / "run" / "reward" / "reward.json").is_file()
+
+
+@pytest.mark.llm
+def test_audit_two_models_with_a_tiny_base_and_its_lora_adapter(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from tests.tiny_models import build_bert, build_llama, build_lora_adapter
+
+    base = build_llama(tmp_path / "base")
+    aligned = build_lora_adapter(base, tmp_path / "adapter", seed=1)
+    features = build_bert(tmp_path / "bert")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the cat\na dog\nred mat\nbig blue\nthe dog sat\nsmall cat\nw1 w2\nhome\n")
+    result = load("audit_two_models").main([
+        "--base", str(base), "--aligned", str(aligned), "--prompts", str(prompts), "--feature-model",
+        str(features), "--n-samples", "3", "--max-new-tokens", "6", "--out", str(tmp_path / "run"), "--quiet"])
+    out = tmp_path / "run"
+    rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert result["generated_pairs"] == len(rows) and 0 < len(rows) <= 24
+    assert all(r["chosen"].strip() and r["rejected"].strip() and r["chosen"] != r["rejected"] for r in rows)
+    assert result["pairs"] == len({(r["prompt"], r["chosen"], r["rejected"]) for r in rows})
+    meta = json.loads((out / "pairs.jsonl.meta.json").read_text())
+    assert meta["models"]["aligned"]["peft_type"] == "LORA"
+    assert result["status"] == "optimal"
+    report = (out / "audit" / "report.md").read_text()
+    assert "## Failures" in report and "margins.png" in report

@@ -100,8 +100,9 @@ def test_read_prompts_formats_and_errors(tmp_path):
 
 
 def test_pair_rows_pairs_sample_k_with_sample_k():
-    rows, dropped = pair_rows(["p", "q"], [["a", "b"], ["c", "d"]], [["x", "b"], ["y", "z"]])
-    assert dropped == 1
+    rows, dropped, empty = pair_rows(["p", "q", "r"], [["a", "b"], ["c", "d"], [" ", "e"]],
+                                     [["x", "b"], ["y", "z"], ["f", ""]])
+    assert (dropped, empty) == (1, 2)
     assert rows == [{"prompt": "p", "chosen": "a", "rejected": "x", "prompt_id": 0, "sample": 0},
                     {"prompt": "q", "chosen": "c", "rejected": "y", "prompt_id": 1, "sample": 0},
                     {"prompt": "q", "chosen": "d", "rejected": "z", "prompt_id": 1, "sample": 1}]
@@ -126,8 +127,10 @@ def test_generate_end_to_end(tiny, tmp_path, capsys):
     ref_base = _direct_samples(base, tok, PROMPTS, n, seed, tokens, chunk)
     ref_aligned = _direct_samples(aligned, tok, PROMPTS, n, seed, tokens, chunk)
     expected = [{"prompt": p, "chosen": ref_aligned[i][k], "rejected": ref_base[i][k], "prompt_id": i, "sample": k}
-                for i, p in enumerate(PROMPTS) for k in range(n) if ref_aligned[i][k] != ref_base[i][k]]
-    n_same = len(PROMPTS) * n - len(expected)
+                for i, p in enumerate(PROMPTS) for k in range(n) if ref_aligned[i][k] != ref_base[i][k]
+                and ref_aligned[i][k].strip() and ref_base[i][k].strip()]
+    n_same = sum(ref_aligned[i][k] == ref_base[i][k] for i in range(len(PROMPTS)) for k in range(n))
+    n_empty = len(PROMPTS) * n - len(expected) - n_same
     assert 0 < n_same < len(PROMPTS) * n  # both kinds occur: the drop is exercised
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows == expected
@@ -154,7 +157,7 @@ def test_generate_end_to_end(tiny, tmp_path, capsys):
                                "sha256": hashlib.sha256(tiny["prompts"].read_bytes()).hexdigest()}
     assert meta["layout"] == {"chosen": "aligned", "rejected": "base", "fields": list(expected[0])}
     assert meta["counts"] == {"n_prompts": 6, "n_samples": n, "n_candidates": 6 * n, "n_pairs": len(expected),
-                              "n_identical_dropped": n_same}
+                              "n_identical_dropped": n_same, "n_empty_dropped": n_empty}
     s = meta["sampling"]
     assert (s["n_samples"], s["seed"], s["max_new_tokens"], s["temperature"], s["top_p"], s["top_k"],
             s["chat_template"], s["chunk_prompts"]) == (n, seed, tokens, 1.0, 1.0, 0, False, chunk)
@@ -167,7 +170,8 @@ def test_generate_end_to_end(tiny, tmp_path, capsys):
     import datetime
 
     assert datetime.datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%SZ")
-    assert (summary["n_prompts"], summary["n_pairs"], summary["n_identical_dropped"]) == (6, len(expected), n_same)
+    assert (summary["n_prompts"], summary["n_pairs"], summary["n_identical_dropped"], summary["n_empty_dropped"]) == (
+        6, len(expected), n_same, n_empty)
     assert summary["out"] == str(out) and summary["models"] == m and summary["run"] == meta["run"]
     assert Path(summary["cache"]) == tmp_path / "pairs.jsonl.cache"
 

@@ -4,8 +4,8 @@
 Each prompt gets ``--n-samples`` completions from each model (:func:`fairl_opt.lm.generate_completions`,
 the same seeds for both, so that the two sides differ only by the model), and sample k of the
 aligned model is paired with sample k of the base: the aligned completion is ``chosen``, the base's
-``rejected``. A pair whose two sides are the same text carries no preference: it is dropped and
-counted. A model is anything :func:`fairl_opt.models.resolve_model` accepts (``smollm2``, a local
+``rejected``. A pair whose two sides are the same text carries no preference, and one with an empty
+side (a model that stopped at once) is a row ``fairl pairs`` refuses: both are dropped and counted. A model is anything :func:`fairl_opt.models.resolve_model` accepts (``smollm2``, a local
 transformers or GGUF directory, a PEFT/LoRA adapter directory, ``BASE+ADAPTER_DIR``). With
 ``--chat-template`` each prompt is rendered as one user turn through each model's own chat template.
 
@@ -41,11 +41,12 @@ so a pairs file without its metadata is from an unfinished run):
 * ``sampling`` — ``n_samples``, ``seed``, ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``
   (0 = off), ``chat_template`` (true/false), ``chunk_prompts`` and ``seeding`` (how seeds are derived);
 * ``counts`` — ``n_prompts``, ``n_samples``, ``n_candidates`` (prompts × samples), ``n_pairs``,
-  ``n_identical_dropped``;
+  ``n_identical_dropped``, ``n_empty_dropped``;
 * ``run`` — :func:`fairl_opt._json.run_record` (command, version, inputs, every parameter).
 
 Printed on stdout (one JSON object): ``out`` and ``meta`` (the two paths written), ``cache``,
-``n_prompts``, ``n_samples``, ``n_pairs``, ``n_identical_dropped``, ``models`` (as in the metadata)
+``n_prompts``, ``n_samples``, ``n_pairs``, ``n_identical_dropped``, ``n_empty_dropped``, ``models``
+(as in the metadata)
 and ``run``.
 """
 
@@ -116,17 +117,21 @@ def read_prompts(path) -> tuple[list[str], str]:
     return prompts, kind
 
 
-def pair_rows(prompts, aligned, base) -> tuple[list[dict], int]:
-    """(rows, number dropped): sample k of ``aligned[i]`` (chosen) against sample k of ``base[i]``
-    (rejected) for each prompt i, without the pairs whose two sides are equal."""
-    rows, dropped = [], 0
+def pair_rows(prompts, aligned, base) -> tuple[list[dict], int, int]:
+    """(rows, identical, empty): sample k of ``aligned[i]`` (chosen) against sample k of ``base[i]``
+    (rejected) for each prompt i, without the pairs whose two sides are equal (counted in
+    ``identical``) or that have an empty or whitespace-only side (a model that stopped at once;
+    counted in ``empty``) — the rows ``fairl pairs`` would refuse."""
+    rows, identical, empty = [], 0, 0
     for i, (prompt, chosen, rejected) in enumerate(zip(prompts, aligned, base, strict=True)):
         for k, (c, r) in enumerate(zip(chosen, rejected, strict=True)):
             if c == r:
-                dropped += 1
-                continue
-            rows.append({"prompt": prompt, "chosen": c, "rejected": r, "prompt_id": i, "sample": k})
-    return rows, dropped
+                identical += 1
+            elif not (c.strip() and r.strip()):
+                empty += 1
+            else:
+                rows.append({"prompt": prompt, "chosen": c, "rejected": r, "prompt_id": i, "sample": k})
+    return rows, identical, empty
 
 
 @dataclass
@@ -223,13 +228,14 @@ def generate_pairs(base, aligned, prompts_file, out, *, n_samples: int = 1, seed
         samples[role] = generate_completions(p.prompts, n_samples, model=getattr(p, role), cache_dir=p.cache,
                                              seed=seed, config=config, chunk_prompts=chunk, workers=workers,
                                              progress=progress, chat_template=chat_template)
-    rows, dropped = pair_rows(p.prompts, samples["aligned"], samples["base"])
+    rows, dropped, empty = pair_rows(p.prompts, samples["aligned"], samples["base"])
     n_candidates = len(p.prompts) * n_samples
     if not rows:
-        raise DataError(f"all {n_candidates} pairs have two equal sides: --base and --aligned gave the same "
-                        f"completions (nothing written; the samples are cached in {p.cache})")
-    if dropped:
-        log.info("generate: dropped %d of %d pairs whose two sides are the same text", dropped, n_candidates)
+        raise DataError(f"all {n_candidates} pairs have two equal sides ({dropped}) or an empty side ({empty}): "
+                        f"nothing written; the samples are cached in {p.cache}")
+    if dropped or empty:
+        log.info("generate: dropped %d of %d pairs whose two sides are the same text and %d with an empty side",
+                 dropped, n_candidates, empty)
     models = {}
     for role in ("base", "aligned"):
         spec = getattr(p, role)
@@ -239,7 +245,7 @@ def generate_pairs(base, aligned, prompts_file, out, *, n_samples: int = 1, seed
     p.meta.unlink(missing_ok=True)
     atomic_write_text(p.out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     counts = {"n_prompts": len(p.prompts), "n_samples": n_samples, "n_candidates": n_candidates,
-              "n_pairs": len(rows), "n_identical_dropped": dropped}
+              "n_pairs": len(rows), "n_identical_dropped": dropped, "n_empty_dropped": empty}
     meta = {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -255,5 +261,6 @@ def generate_pairs(base, aligned, prompts_file, out, *, n_samples: int = 1, seed
     }
     emit_json(meta, out=p.meta)
     return {"out": str(p.out), "meta": str(p.meta), "cache": str(p.cache), "n_prompts": len(p.prompts),
-            "n_samples": n_samples, "n_pairs": len(rows), "n_identical_dropped": dropped, "models": models,
+            "n_samples": n_samples, "n_pairs": len(rows), "n_identical_dropped": dropped,
+            "n_empty_dropped": empty, "models": models,
             "run": run}
