@@ -1,5 +1,6 @@
 """Estimators, the demo, and the README's quick-starts as written."""
 
+import json
 import os
 import re
 import subprocess
@@ -160,8 +161,15 @@ def test_readme_grid_search_runs(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith("{'reg': ")
 
 
+def _bash_block(first_command: str) -> list[str]:
+    """The commands of the README's bash block that starts with ``first_command``."""
+    blocks = [b for b in _readme_block("bash") if b.startswith(first_command)]
+    assert len(blocks) == 1, first_command
+    return [line for line in blocks[0].splitlines() if line.strip()]
+
+
 def test_readme_cli_quickstart_runs(tmp_path):
-    commands = [line for line in _readme_block("bash")[1].splitlines() if line.strip()]
+    commands = _bash_block("fairl simulate")
     assert commands and all(c.startswith("fairl ") for c in commands)
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
     for command in commands:
@@ -169,3 +177,22 @@ def test_readme_cli_quickstart_runs(tmp_path):
         assert done.returncode == 0, (command, done.stderr)
     assert (tmp_path / "result.json").exists()
     assert PreferencePairs.load(tmp_path / "pairs.npz").n_pairs == 300
+
+
+@pytest.mark.llm
+def test_readme_audit_your_own_model_runs(tmp_path):
+    """The four commands of "Audit your own model", as written, on the shipped example with MiniLM."""
+    pytest.importorskip("torch")
+    commands = _bash_block("fairl pairs examples/data/preferences.jsonl")
+    assert [c.split()[1] for c in commands] == ["pairs", "fit", "score", "audit"]
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "new_texts.txt").write_text("Happy to help! I hope this helps.\nUgh. Figure it out yourself.\n")
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    outputs = []
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    scores = [json.loads(line)["reward"] for line in outputs[2].splitlines()]
+    assert len(scores) == 2 and scores[0] > scores[1]
+    assert (tmp_path / "audit" / "report.md").is_file() and (tmp_path / "reward" / "reward.json").is_file()
