@@ -1,4 +1,5 @@
-"""Output paths checked before any work, atomic writes, and UTF-8 text read with the line at fault.
+"""Output paths checked before any work, atomic writes, UTF-8 text and JSONL read with the line at
+fault, texts files, and file checksums.
 
 Every ``fairl`` command with ``--out`` calls :func:`check_output_path` (a file) or
 :func:`check_output_dir` (a folder) before it loads a model or solves anything, so a typo in the
@@ -9,6 +10,8 @@ then :func:`os.replace`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 from pathlib import Path
@@ -122,3 +125,77 @@ def read_text_utf8(path, what: str = "file") -> str:
     if path.is_dir():
         raise DataError(f"{what} {path} is a folder")
     return decode_utf8(path.read_bytes(), path)
+
+
+def iter_jsonl(path, what: str = "file"):
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file; DataError naming the line
+    that is not UTF-8 (with its byte offset in the file) or not JSON, or the file when it does not
+    exist or is a folder. A byte-order mark at the start is skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder, not a file")
+    offset = 0
+    with path.open("rb") as fh:  # bytes, decoded line by line, so that an error names its own line
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+                    f"{offset + exc.start}: {exc.reason})"
+                ) from None
+            offset += len(raw)
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+
+
+def sha256_file(path) -> str:
+    """The sha256 hex digest of the bytes of ``path`` (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_texts(path, what: str = "texts file") -> tuple[list[str], list[str] | None]:
+    """Texts (and prompts, when every row has one) from a ``.txt`` (one per line) or a ``.jsonl``
+    (field ``text`` or ``completion``, optional ``prompt``).
+
+    Raises
+    ------
+    DataError
+        Naming the file and line: missing, not UTF-8, not JSON, no text field, a prompt that is
+        not a string or is on some rows only, or no texts at all.
+    """
+    path = Path(path)
+    texts, prompts = [], []
+    if path.suffix == ".jsonl":
+        for lineno, obj in iter_jsonl(path, what):
+            value = obj.get("text", obj.get("completion")) if isinstance(obj, dict) else None
+            if not isinstance(value, str):
+                raise DataError(f"{path}:{lineno}: no string field 'text' or 'completion'")
+            prompt = obj.get("prompt")
+            if prompt is not None and not isinstance(prompt, str):
+                raise DataError(f"{path}:{lineno}: field 'prompt' is not a string")
+            texts.append(value)
+            prompts.append((lineno, prompt))
+    else:
+        texts = read_text_utf8(path, what).splitlines()
+    if not texts:
+        raise DataError(f"{path} holds no texts")
+    if not prompts:
+        return texts, None
+    given = [p is not None for _, p in prompts]
+    if any(given) and not all(given):
+        odd = next(lineno for (lineno, p), g in zip(prompts, given) if g != given[0])
+        raise DataError(f"{path}:{odd}: some rows have a 'prompt' and some do not")
+    return texts, ([p for _, p in prompts] if all(given) else None)

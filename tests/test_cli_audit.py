@@ -10,22 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairl_opt.cli import main
 from fairl_opt.data.features import FeatureSpec
 from fairl_opt.data.pairs_file import PairsData
 from fairl_opt.data.reward import RewardModel
 from fairl_opt.estimators import make_estimator
 from fairl_opt.pairs import PreferencePairs
 from tests.test_audit import word_data
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.clirun import run
 
 
 def save_reward(data, folder, features=None):

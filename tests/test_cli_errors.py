@@ -17,6 +17,7 @@ import pytest
 from fairl_opt import cli
 from fairl_opt._io import atomic_savez, atomic_write_text, check_output_dir, check_output_path
 from fairl_opt.cli import build_parser, main
+from tests.clirun import run
 from fairl_opt.data import fitting
 from fairl_opt.data.fitting import SOLVE_DEFAULTS
 from fairl_opt.detox.prompts import iter_jsonl
@@ -36,16 +37,6 @@ def sim(tmp_path_factory):
     path = tmp_path_factory.mktemp("errors") / "sim.npz"
     assert main(["simulate", "--n", "20", "--d", "3", "--seed", "0", "--out", str(path)]) == 0
     return path
-
-
-def run(capsys, *argv):
-    """main(argv) in-process: (exit code, stdout, stderr); argparse's SystemExit becomes its code."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(err: str) -> str:

@@ -18,7 +18,6 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 peft = pytest.importorskip("peft")
 
-import fairl_opt._progress as _progress  # noqa: E402
 import fairl_opt.lm as lm  # noqa: E402
 from fairl_opt.cli import main  # noqa: E402
 from fairl_opt.data.generate import pair_rows, read_prompts  # noqa: E402
@@ -28,14 +27,6 @@ from tests.tiny_models import build_llama, build_lora_adapter  # noqa: E402
 pytestmark = pytest.mark.llm
 
 PROMPTS = ["the cat", "a dog", "w1 w2", "big red", "on the", "small home"]  # two tokens each: no padding
-
-
-@pytest.fixture(autouse=True)
-def _restore_quiet():
-    """``main(... --quiet)`` sets the process-wide quiet flag: leave it as found for other modules."""
-    before = _progress._QUIET
-    yield
-    _progress._QUIET = before
 
 
 @pytest.fixture(scope="module")

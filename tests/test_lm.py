@@ -18,7 +18,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-import fairl_opt._progress as _progress  # noqa: E402
 import fairl_opt.lm as lm  # noqa: E402
 import fairl_opt.models as models  # noqa: E402
 from fairl_opt.cli import main  # noqa: E402
@@ -49,14 +48,6 @@ def _build_llama(path, seed=0):
 
 def _build_bert(path):
     return build_bert(path)
-
-
-@pytest.fixture(autouse=True)
-def _restore_quiet():
-    """``main(... --quiet)`` sets the process-wide quiet flag: leave it as found for other modules."""
-    before = _progress._QUIET
-    yield
-    _progress._QUIET = before
 
 
 @pytest.fixture(scope="module")

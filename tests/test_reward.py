@@ -17,15 +17,7 @@ from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings
 from fairl_opt.pairs import PreferencePairs, group_split
 from fairl_opt.simulate import simulate
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.clirun import run
 
 
 @pytest.fixture(scope="module")

@@ -36,22 +36,13 @@ to ``FILE.meta.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from fairl_opt._args import positive_int
-from fairl_opt._io import atomic_write_text, check_output_dir, check_output_path, read_text_utf8
+from fairl_opt._io import atomic_write_text, check_output_dir, check_output_path, read_texts, sha256_file
 from fairl_opt._json import emit_json, jsonable, run_record
 from fairl_opt.exceptions import DataError
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cmd_fit(args) -> int:
@@ -64,7 +55,7 @@ def cmd_fit(args) -> int:
     reward, model = fit_reward(data, args.method, margin=args.margin, C=args.C, reg=args.reg, norm=args.norm,
                                backend=args.backend, settings=settings_of(args), geometry=args.geometry,
                                geometry_samples=args.geometry_samples, seed=args.seed, verbose=args.verbose,
-                               input_path=args.pairs, input_sha256=_sha256(args.pairs))
+                               input_path=args.pairs, input_sha256=sha256_file(args.pairs))
     written = reward.save(out)
     t = reward.training
     payload = {
@@ -83,47 +74,6 @@ def cmd_fit(args) -> int:
         payload["geometry"] = reward.geometry
     emit_json(payload)
     return 0
-
-
-def read_texts(path) -> tuple[list[str], list[str] | None]:
-    """Completions (and prompts, when every row has one) from a ``.txt`` (one per line) or a
-    ``.jsonl`` (field ``text`` or ``completion``, optional ``prompt``).
-
-    Raises
-    ------
-    DataError
-        Naming the file and line: missing, not UTF-8, not JSON, no text field, a prompt on some
-        rows only, or no texts at all.
-    """
-    path = Path(path)
-    text = read_text_utf8(path, "texts file")
-    texts, prompts = [], []
-    if path.suffix == ".jsonl":
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            value = obj.get("text", obj.get("completion")) if isinstance(obj, dict) else None
-            if not isinstance(value, str):
-                raise DataError(f"{path}:{lineno}: no string field 'text' or 'completion'")
-            prompt = obj.get("prompt")
-            if prompt is not None and not isinstance(prompt, str):
-                raise DataError(f"{path}:{lineno}: field 'prompt' is not a string")
-            texts.append(value)
-            prompts.append(prompt)
-    else:
-        texts = text.splitlines()
-        prompts = [None] * len(texts)
-    if not texts:
-        raise DataError(f"{path} holds no texts")
-    given = [p is not None for p in prompts]
-    if any(given) and not all(given):
-        raise DataError(f"{path}:{given.index(False) + 1 if not given[0] else given.index(True) + 1}: "
-                        "some rows have a 'prompt' and some do not")
-    return texts, (prompts if all(given) else None)
 
 
 def cmd_score(args) -> int:

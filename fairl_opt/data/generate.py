@@ -59,7 +59,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairl_opt._io import atomic_write_text, check_output_dir, check_output_path, decode_utf8
+from fairl_opt._io import (
+    atomic_write_text,
+    check_output_dir,
+    check_output_path,
+    decode_utf8,
+    iter_jsonl,
+    sha256_file,
+)
 from fairl_opt.exceptions import DataError
 from fairl_opt.lm import SamplingConfig, generate_completions
 from fairl_opt.models import ModelSpec, chat_template_of, check_adapter, load_tokenizer, resolve_model
@@ -87,24 +94,21 @@ def read_prompts(path) -> tuple[list[str], str]:
         raise DataError(f"--prompts {path} does not exist")
     if not path.is_file():
         raise DataError(f"--prompts {path} is not a file")
-    text = decode_utf8(path.read_bytes(), path)
     kind = "jsonl" if path.suffix == ".jsonl" else "txt"
+    if kind == "jsonl":
+        entries = iter_jsonl(path, "--prompts")
+    else:
+        entries = enumerate(decode_utf8(path.read_bytes(), path).splitlines(), 1)
     prompts, seen = [], {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, entry in entries:
         if kind == "jsonl":
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            prompt = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
+            prompt = entry.get("prompt", entry.get("text")) if isinstance(entry, dict) else None
             if isinstance(prompt, dict):
                 prompt = prompt.get("text")
             if not isinstance(prompt, str):
                 raise DataError(f"{path}:{lineno}: no string field 'prompt' or 'text'")
         else:
-            prompt = line
+            prompt = entry
         if not prompt.strip():
             raise DataError(f"{path}:{lineno}: empty prompt")
         if prompt in seen:
@@ -180,17 +184,9 @@ def plan(base, aligned, prompts_file, out, cache_dir=None, chat_template: bool =
             except DataError as exc:
                 raise DataError(f"--{role}: {exc}") from None
             templates[role] = hashlib.sha256(text.encode()).hexdigest()
-    return GeneratePlan(out, meta, cache, Path(prompts_file), prompts, kind, _sha256(Path(prompts_file)),
+    return GeneratePlan(out, meta, cache, Path(prompts_file), prompts, kind, sha256_file(Path(prompts_file)),
                         specs["base"], specs["aligned"],
                         {"base": str(base), "aligned": str(aligned)}, templates)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def generate_pairs(base, aligned, prompts_file, out, *, n_samples: int = 1, seed: int = 0,
@@ -250,7 +246,7 @@ def generate_pairs(base, aligned, prompts_file, out, *, n_samples: int = 1, seed
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fairl_version": __version__,
-        "pairs_file": {"path": str(p.out), "sha256": _sha256(p.out), "bytes": p.out.stat().st_size},
+        "pairs_file": {"path": str(p.out), "sha256": sha256_file(p.out), "bytes": p.out.stat().st_size},
         "layout": {"chosen": "aligned", "rejected": "base", "fields": list(FIELDS)},
         "prompts": {"file": str(p.prompts_file), "sha256": p.prompts_sha256, "format": p.prompts_format,
                     "n_prompts": len(p.prompts)},

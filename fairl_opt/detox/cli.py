@@ -13,33 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from fairl_opt._args import HelpFormatter, nonnegative_int, positive_int
-from fairl_opt._io import atomic_savez, check_output_dir, check_output_path, read_text_utf8
+from fairl_opt._io import atomic_savez, check_output_dir, check_output_path, read_texts
 from fairl_opt.exceptions import DataError
 
 
 def _read_texts(path) -> list[str]:
-    """Texts from a .txt (one per line) or a .jsonl (field ``text``, else ``completion``).
-
-    Raises
-    ------
-    DataError
-        Naming the file (and line) that is missing, not UTF-8, not JSON, lacks a text, or holds none.
-    """
-    from fairl_opt.detox.prompts import iter_jsonl
-
-    path = Path(path)
-    texts = []
-    if path.suffix == ".jsonl":
-        for lineno, obj in iter_jsonl(path, "input file"):
-            text = obj.get("text", obj.get("completion")) if isinstance(obj, dict) else None
-            if not isinstance(text, str):
-                raise DataError(f"{path}:{lineno}: no string field 'text' or 'completion'")
-            texts.append(text)
-    else:
-        texts = read_text_utf8(path, "input file").splitlines()
-    if not texts:
-        raise DataError(f"{path} holds no texts")
-    return texts
+    """Texts from a .txt (one per line) or a .jsonl (field ``text``, else ``completion``):
+    :func:`fairl_opt._io.read_texts` (DataError naming the file and line)."""
+    return read_texts(path, "input file")[0]
 
 
 def cmd_embed(args) -> int:

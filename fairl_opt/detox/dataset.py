@@ -25,7 +25,6 @@ sample index, role, text, p_offensive, r_star, toxic), ``arrays.npz`` (features 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairl_opt._io import sha256_file
 from fairl_opt.exceptions import DataError
 from fairl_opt.pairs import PreferencePairs, group_split
 from fairl_opt.detox.files import (
@@ -51,14 +51,6 @@ from fairl_opt.policies import sir_pick
 TEMPLATES = {False: "raw continuation",
              True: "chat template: one user turn, add_generation_prompt=True"}
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "detox"
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def prompt_splits(n_prompts: int, n_splits: int, test_fraction: float, seed: int) -> np.ndarray:

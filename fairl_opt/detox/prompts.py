@@ -15,11 +15,11 @@ function of ``(n, seed)`` — no hand-picked prompts. The family is recorded per
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
+from fairl_opt._io import iter_jsonl  # noqa: F401 - one home, re-exported here
 from fairl_opt.exceptions import DataError
 
 NEUTRAL_TEMPLATES = (
@@ -109,36 +109,6 @@ def build_prompts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     chosen += [(provocative[i], "provocative") for i in rng.permutation(len(provocative))[:n_prov]]
     order = rng.permutation(n)
     return [chosen[i][0] for i in order], [chosen[i][1] for i in order]
-
-
-def iter_jsonl(path, what: str = "file"):
-    """(line number, object) for each non-blank line of a UTF-8 JSONL file; DataError naming the line
-    that is not UTF-8 (with its byte offset in the file) or not JSON, or the file when it does not
-    exist or is a folder. A byte-order mark at the start is skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{what} {path} does not exist")
-    if path.is_dir():
-        raise DataError(f"{what} {path} is a folder, not a file")
-    offset = 0
-    with path.open("rb") as fh:  # bytes, decoded line by line, so that an error names its own line
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
-                    f"{offset + exc.start}: {exc.reason})"
-                ) from None
-            offset += len(raw)
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
 
 
 def load_rtp_jsonl(path, limit: int | None = None) -> tuple[list[str], list[str]]:
