@@ -14,6 +14,7 @@ import numpy as np
 
 from fairl_opt._args import HelpFormatter, nonnegative_int, positive_int
 from fairl_opt._io import atomic_savez, check_output_dir, check_output_path, read_texts
+from fairl_opt._json import run_record
 from fairl_opt.exceptions import DataError
 
 
@@ -36,13 +37,16 @@ def cmd_embed(args) -> int:
                         max_length=args.max_length, workers=args.workers, progress=not args.quiet)
     arrays = {"features": feats.astype(np.float16 if args.float16 else np.float32)}
     if args.train_rows is not None:
-        train = feats[: args.train_rows].astype(np.float64)
-        mean, scale = train.mean(0), np.maximum(train.std(0), 1e-8)
+        from fairl_opt.data.features import fit_standardisation
+
+        mean, scale = fit_standardisation(feats[: args.train_rows])
         arrays.update(mean=mean, scale=scale,
                       standardised=((feats - mean) / scale).astype(arrays["features"].dtype))
     atomic_savez(out, **arrays)
+    params = {k: getattr(args, k) for k in ("model", "batch_size", "max_length", "workers", "train_rows", "float16")}
     print(json.dumps({"out": str(out), "n": len(texts), "dim": int(feats.shape[1]), "model": args.model,
-                      "cache": str(cache), "standardised_on_rows": args.train_rows}))
+                      "cache": str(cache), "standardised_on_rows": args.train_rows,
+                      "run": run_record("embed", {"input": args.input}, params)}))
     return 0
 
 
@@ -81,7 +85,11 @@ def cmd_generate(args) -> int:
         n_splits=args.splits, workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
         log=logging.getLogger(__name__).info, chat_template=args.chat_template,
     )
-    print(json.dumps({k: manifest[k] for k in ("n_prompts", "K", "beta", "rates", "cost", "files")}, indent=2))
+    params = {k: getattr(args, k) for k in ("n_prompts", "K", "beta", "seed", "model", "feature_model", "max_new_tokens",
+                                            "splits", "workers", "chat_template")}
+    print(json.dumps({**{k: manifest[k] for k in ("n_prompts", "K", "beta", "rates", "cost", "files")},
+                      "run": run_record("detox generate", {"prompts": args.prompts, "out": args.out}, params)},
+                     indent=2))
     return 0
 
 

@@ -261,9 +261,11 @@ class DetoxDataset:
                    manifest)
 
     def standardiser(self, train_prompts) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, scale) of every completion's features over the training prompts (scale ≥ 1e-8)."""
-        x = self.features[train_prompts].reshape(-1, self.dim)
-        return x.mean(0), np.maximum(x.std(0), 1e-8)
+        """(mean, scale) of every completion's features over the training prompts
+        (:func:`fairl_opt.data.features.fit_standardisation`, the one standardisation)."""
+        from fairl_opt.data.features import fit_standardisation
+
+        return fit_standardisation(self.features[train_prompts].reshape(-1, self.dim))
 
     def pairs(self, prompts, mean, scale) -> tuple[PreferencePairs, int]:
         """Pairs (chosen = aligned, rejected = base) of ``prompts`` in standardised features.
