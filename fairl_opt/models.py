@@ -266,8 +266,12 @@ def _torch():
 
 
 def _quiet_transformers():
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bar
+    """transformers' logs and bars off; the GGUF loader's raw tqdm bar (which ignores both) too."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
+
+    gguf_utils.tqdm = lambda *args, **kwargs: tqdm(*args, **{**kwargs, "disable": True})
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

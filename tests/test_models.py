@@ -260,3 +260,15 @@ def test_cache_keys_without_chat_template_are_unchanged(tiny, tmp_path):
 def test_sampling_config_refuses_bad_values(field, value):
     with pytest.raises(DataError, match=f"sampling: {field} must be"):
         SamplingConfig(**{field: value})
+
+
+def test_the_gguf_loaders_own_bar_is_silenced():
+    """transformers' GGUF loader calls tqdm directly (not through its logging switches)."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    from fairl_opt.models import _quiet_transformers
+
+    _quiet_transformers()
+    _quiet_transformers()  # idempotent
+    bar = gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...")
+    assert bar.disable and list(bar) == [0, 1, 2]
