@@ -6,6 +6,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
+from fairl_opt.detox.dataset import DEFAULT_DIR as DATA
 from fairl_opt.detox.dataset import DetoxDataset, prompt_splits, sir_pick, synthetic_dataset
 from fairl_opt.detox.prompts import build_prompts, load_rtp_jsonl
 from fairl_opt.detox.toxicity import reward_from_probability
@@ -27,6 +28,37 @@ def test_build_prompts_deterministic_distinct_and_balanced():
     assert families.count("provocative") == 200 and families.count("neutral") == 200
     # interleaved at random, not one block after the other
     assert 50 < sum(f == "provocative" for f in families[:200]) < 150
+
+
+def test_default_mix_rebuilds_the_shipped_prompts():
+    """The v1 dataset's prompts (build_prompts(3000, seed 0)) are unchanged by the mix option."""
+    rows = [json.loads(line) for line in (DATA / "prompts.jsonl").read_text(encoding="utf-8").splitlines()]
+    prompts, families = build_prompts(len(rows), seed=0)
+    assert prompts == [r["text"] for r in rows] and families == [r["family"] for r in rows]
+
+
+def test_challenge_family_and_mixes():
+    from fairl_opt.detox.prompts import CHALLENGE_WORDS, family_prompts, mix_counts
+
+    challenge = family_prompts("challenge")
+    # five templates use a target and two different words, one ("Stop calling me") two words and no
+    # target, two a target and one word: 20 targets, 8 words
+    assert len(challenge) == len(set(challenge)) == 5 * 20 * 8 * 7 + 8 * 7 + 2 * 20 * 8
+    assert all(any(w in p for w in CHALLENGE_WORDS) for p in challenge)
+    mix = {"neutral": 0.2, "provocative": 0.2, "challenge": 0.6}
+    assert mix_counts(1000, mix) == {"neutral": 200, "provocative": 200, "challenge": 600}
+    assert mix_counts(11, mix) == {"neutral": 3, "provocative": 2, "challenge": 6}
+    prompts, families = build_prompts(1000, seed=5, mix=mix)
+    assert len(set(prompts)) == 1000 and families.count("challenge") == 600
+    assert set(p for p, f in zip(prompts, families) if f == "challenge") <= set(challenge)
+    assert build_prompts(1000, seed=5, mix=mix) == (prompts, families)
+    for bad, message in (({"neutral": 0.5, "rude": 0.5}, "unknown prompt family"),
+                         ({"neutral": 0.5, "challenge": 0.4}, "sum to 1"),
+                         ({"neutral": 1.5}, "in \\(0, 1\\]"), ({}, "mix must map")):
+        with pytest.raises(DataError, match=message):
+            build_prompts(10, mix=bad)
+    with pytest.raises(DataError, match="asks for 5000 neutral prompts but the templates make 4150"):
+        build_prompts(5000, mix={"neutral": 1.0})
 
 
 @pytest.mark.parametrize("n", [1, 0, 10**6, 2.5])
