@@ -514,6 +514,22 @@ def test_generate_dataset_with_rtp_prompts_and_a_separate_feature_model(llama_di
                              progress=False, log=lambda m: None)
     assert again["files"]["completions.jsonl"] == man["files"]["completions.jsonl"]
     assert np.array_equal(DetoxDataset.load(out).features, ds.features)
+    fam = np.array(ds.families)
+    assert man["rates"]["base_toxic_by_family"] == {f: float(ds.toxic[fam == f, 0].mean()) for f in ("challenging", "rtp")}
+
+
+def test_generate_dataset_with_a_template_mix(llama_dir, bert_dir, tmp_path):
+    from fairl_opt.detox.dataset import DetoxDataset, generate_dataset
+    from fairl_opt.detox.prompts import build_prompts
+
+    mix = {"neutral": 0.5, "challenge": 0.5}
+    man = generate_dataset(tmp_path / "ds", n_prompts=6, K=1, beta=1.0, seed=2, model=str(llama_dir),
+                           feature_model=str(bert_dir), max_new_tokens=3, n_splits=2, progress=False,
+                           log=lambda m: None, mix=mix)
+    ds = DetoxDataset.load(tmp_path / "ds")
+    assert (ds.prompts, ds.families) == build_prompts(6, seed=2, mix=mix)
+    assert man["families"] == {"challenge": 3, "neutral": 3} and man["prompt_source"]["mix"] == mix
+    assert set(man["rates"]["base_toxic_by_family"]) == {"challenge", "neutral"}
 
 
 def test_real_minilm_embeddings_are_sentence_transformer_means():

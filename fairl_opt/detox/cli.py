@@ -68,10 +68,34 @@ def _check_models(args) -> None:
             raise DataError(f"{option} {given}: {exc}") from None
 
 
+def _mix(text: str) -> dict:
+    """argparse type for ``--mix family=share,...`` (checked again by build_prompts)."""
+    import argparse
+
+    from fairl_opt.detox.prompts import mix_counts
+
+    mix = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            mix[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected family=share[,family=share...], got {text!r}") from None
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected family=share[,family=share...], got {text!r}")
+    try:
+        mix_counts(100, mix)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return mix
+
+
 def cmd_generate(args) -> int:
     from fairl_opt.detox.dataset import generate_dataset
 
     check_output_dir(args.out)
+    if args.mix is not None and args.prompts is not None:
+        raise DataError("--mix applies to the template prompts, not with --prompts")
     if args.cache_dir is not None:
         check_output_dir(args.cache_dir, "--cache-dir")
     if args.prompts is not None:  # read once here so that a bad line fails before any model loads
@@ -83,10 +107,10 @@ def cmd_generate(args) -> int:
         args.out, n_prompts=args.n_prompts, K=args.K, beta=args.beta, seed=args.seed, model=args.model,
         feature_model=args.feature_model, prompts_file=args.prompts, max_new_tokens=args.max_new_tokens,
         n_splits=args.splits, workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
-        log=logging.getLogger(__name__).info, chat_template=args.chat_template,
+        log=logging.getLogger(__name__).info, chat_template=args.chat_template, mix=args.mix,
     )
     params = {k: getattr(args, k) for k in ("n_prompts", "K", "beta", "seed", "model", "feature_model", "max_new_tokens",
-                                            "splits", "workers", "chat_template")}
+                                            "splits", "workers", "chat_template", "mix")}
     print(json.dumps({**{k: manifest[k] for k in ("n_prompts", "K", "beta", "rates", "cost", "files")},
                       "run": run_record("detox generate", {"prompts": args.prompts, "out": args.out}, params)},
                      indent=2))
@@ -164,6 +188,9 @@ def add_detox_parser(sub) -> None:
                         "(default: raw text continuation)")
     g.add_argument("--prompts", default=None,
                    help="RealToxicityPrompts-format JSONL (UTF-8) instead of templates")
+    g.add_argument("--mix", type=_mix, default=None,
+                   help="template families' shares, e.g. neutral=0.2,provocative=0.2,challenge=0.6 "
+                        "(default: neutral=0.5,provocative=0.5)")
     g.add_argument("--max-new-tokens", type=positive_int, default=30, help="tokens sampled per completion")
     g.add_argument("--splits", type=positive_int, default=5, help="random prompt-level train/test splits")
     g.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")

@@ -79,13 +79,16 @@ def _versions() -> dict:
 def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1.0, seed: int = 0,
                      model: str = "smollm2", feature_model: str | None = None, prompts_file=None,
                      max_new_tokens: int = 30, n_splits: int = 5, test_fraction: float = 0.3,
-                     workers: int = 1, cache_dir=None, progress=True, log=print, chat_template: bool = False) -> dict:
+                     workers: int = 1, cache_dir=None, progress=True, log=print, chat_template: bool = False,
+                     mix: dict | None = None) -> dict:
     """Run the whole pipeline and write the dataset to ``out_dir``; returns the manifest.
 
     ``cache_dir`` (default ``<out_dir>/.cache``) holds one file per finished chunk of generation and
     embedding, so an interrupted run picks up where it stopped. With ``chat_template`` each prompt is
     rendered as one user turn through the generator's chat template (recorded in the manifest's
-    ``generator.template``); without it the data are those of earlier versions.
+    ``generator.template``); without it the data are those of earlier versions. ``mix`` sets the
+    prompt families' shares (:func:`fairl_opt.detox.prompts.build_prompts`; default half neutral,
+    half provocative).
     """
     from fairl_opt.detox.prompts import build_prompts, load_rtp_jsonl
     from fairl_opt.detox.toxicity import SCORER, TOXIC_THRESHOLD, true_reward
@@ -107,8 +110,10 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
         prompts, families = load_rtp_jsonl(prompts_file, limit=n_prompts)
         prompt_source = {"kind": "jsonl", "file": str(prompts_file)}
     else:
-        prompts, families = build_prompts(n_prompts, seed=seed)
+        prompts, families = build_prompts(n_prompts, seed=seed, mix=mix)
         prompt_source = {"kind": "templates", "builder": "fairl_opt.detox.prompts.build_prompts", "seed": seed}
+        if mix is not None:
+            prompt_source["mix"] = dict(mix)
     n = len(prompts)
     config = SamplingConfig(max_new_tokens=max_new_tokens)
 
@@ -181,6 +186,7 @@ def write_dataset(out, prompts, families, samples, features, r_star, p_off, toxi
         "candidates_toxic": float(toxic[:, 1:].mean()),
         "aligned_toxic": float(toxic[rows, aligned].mean()),
         "best_of_K_r_star_toxic": float(toxic[rows, 1 + r_star[:, 1:].argmax(1)].mean()),
+        "base_toxic_by_family": {f: float(toxic[np.asarray(families) == f, 0].mean()) for f in sorted(set(families))},
     }
     manifest["versions"] = _versions()
     manifest["files"] = {name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
