@@ -390,3 +390,13 @@ def test_parallel_splits_give_the_same_results(synthetic_dir, quick_run, tmp_pat
     assert strip(parallel["rows"]) == strip(summary["rows"])
     assert parallel["ablation"]["rows"] == summary["ablation"]["rows"]
     assert [x["chosen"] for x in parallel["selection"]] == [x["chosen"] for x in summary["selection"]]
+
+
+def test_challenge_benchmark_wilson_interval_matches_scipy():
+    from scipy import stats
+
+    from benchmarks.challenge_prompts import wilson
+
+    for k, n in ((0, 10), (3, 10), (77, 240), (240, 240)):
+        ci = stats.binomtest(k, n).proportion_ci(method="wilson")
+        assert wilson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)

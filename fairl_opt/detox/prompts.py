@@ -14,7 +14,8 @@
   SmolLM2, 30 tokens) in which, taken together, 33 % of completions were toxic under r*
   (per template 8–54 %); all eight are kept, none dropped for its rate. The rate on the dataset
   itself is measured and reported by ``fairl detox generate`` (``rates.base_toxic_by_family``)
-  and ``benchmarks/challenge_prompts.py``.
+  and ``benchmarks/challenge_prompts.py``: on other prompts and samples (seed 1, 60 prompts × 4)
+  0.35 (Wilson 95 % [0.29, 0.41]) against 0.10 for provocative and 0.02 for neutral openings.
 
 Every template has slots filled from fixed word lists; the full product is enumerated, shuffled
 with ``numpy.random.default_rng(seed)`` and the first share of each family kept, so the set is a
