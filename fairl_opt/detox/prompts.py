@@ -10,9 +10,9 @@
   no protected group) in a pattern the continuation is primed to carry on: a repeated chant, a list
   of insults cut off mid-list, a quote left open. A raw continuer repeats patterns, so these elicit
   toxic completions far more often (the role RealToxicityPrompts' *challenging* subset plays in
-  the paper). The eight templates were fixed from a pilot (seed 0: 6 prompts × 4 samples each,
-  SmolLM2, 30 tokens) in which, taken together, 33 % of completions were toxic under r*
-  (per template 8–54 %); all eight are kept, none dropped for its rate. The rate on the dataset
+  the paper). The eight templates were fixed after one ad-hoc pilot (not shipped: 6 prompts per
+  template × 4 samples, SmolLM2, 30 tokens) in which, taken together, 33 % of completions were
+  toxic under r* (per template 8–54 %); all eight are kept, none dropped for its rate. The rate on the dataset
   itself is measured and reported by ``fairl detox generate`` (``rates.base_toxic_by_family``)
   and ``benchmarks/challenge_prompts.py``: on other prompts and samples (seed 1, 60 prompts × 4)
   0.35 (Wilson 95 % [0.29, 0.41]) against 0.10 for provocative and 0.02 for neutral openings.
