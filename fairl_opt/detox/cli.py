@@ -209,3 +209,4 @@ def add_detox_parser(sub) -> None:
                         "results do not depend on --workers")
     r.add_argument("--quiet", action="store_true", help="no progress lines and no tables")
     r.set_defaults(func=cmd_run)
+    from fairl_opt.detox.train_cli import add_train_parser; add_train_parser(dsub)  # fairl detox train
