@@ -170,6 +170,12 @@ def test_a_run_interrupted_after_a_checkpoint_resumes_there(base, tmp_path):
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-7)
+    # --force discards another run's checkpoints and starts over
+    other = tmp_path / "other"
+    with pytest.raises(KeyboardInterrupt):
+        train_dpo(str(base), PAIRS, other, progress=False, callbacks=[Interrupt()], **FAST)
+    prov = train_dpo(str(base), PAIRS, other, progress=False, force=True, **{**FAST, "learning_rate": 1e-3})
+    assert prov["cost"]["resumed_from"] is None and prov["cost"]["steps"] == 6
 
 
 def test_bad_input_is_a_data_error_before_training(base, tmp_path):
@@ -233,7 +239,7 @@ def test_best_worst_pairs_and_the_prompt_rule(tmp_path):
 
 def test_cli_trains_and_refuses_to_overwrite(base, tmp_path, capsys):
     data, out = _dataset(tmp_path / "d"), tmp_path / "aligned"
-    argv = ["detox", "train", "--data", data, "--out", out, "--base", base, "--batch-size", "4", "--log-every", "1",
+    argv = ["detox", "train", "--data", data, "--out", out, "--base", base, "--batch-size", "4", "--log-every", "2",
             "--eval-every", "2", "--eval-pairs", "2", "--kl-prompts", "2", "--kl-max-new-tokens", "3",
             "--learning-rate", "5e-3", "--warmup-steps", "0", "--quiet"]
     code, stdout, err = run(capsys, *argv)
@@ -243,9 +249,12 @@ def test_cli_trains_and_refuses_to_overwrite(base, tmp_path, capsys):
     prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
     assert prov["data"]["split"] == 0 and prov["data"]["manifest_sha256"] and len(prov["data"]["val_prompt_ids"]) == 2
     records = _log(out)["records"]
-    assert [r["step"] for r in records if "eval_loss" in r] == [2, 4, 5]  # and the last step
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 4, 5]  # the first and the last step too
+    assert [r["step"] for r in records if "eval_loss" in r] == [2, 4, 5]
     code, _, err = run(capsys, *argv)
     assert code == 2 and err.startswith("fairl: error: --out") and "--force" in err and err.count("\n") == 1
+    assert run(capsys, *argv, "--force", "--max-steps", "2")[0] == 0
+    assert _log(out)["records"][-1]["step"] == 2
 
 
 def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys):
@@ -259,3 +268,24 @@ def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys):
         code, _, err = run(capsys, "detox", "train", "--out", tmp_path / "o", "--base", base, *extra)
         assert code == 2 and err.startswith("fairl: error:") and needle in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_chat_template_prompts_train_and_score_as_rendered(tmp_path):
+    """With chat_template the prompt is one user turn through the tokenizer's template, in training and
+    in implicit_reward, which reads the setting from provenance.json."""
+    from transformers import AutoTokenizer
+
+    from fairl_opt.detox.train import encode, implicit_reward, train_dpo
+
+    chat_base = build_llama(tmp_path / "chat", chat_template=True)
+    tok = AutoTokenizer.from_pretrained(chat_base)
+    p_ids, c_ids = encode(tok, "the cat", " sat on the mat", True, None)
+    assert p_ids == tok("blue the cat home", add_special_tokens=False)["input_ids"] and len(c_ids) == 4
+    out = tmp_path / "adapter"
+    prov = train_dpo(str(chat_base), PAIRS, out, chat_template=True, progress=False, **{**FAST, "epochs": 1})
+    assert prov["tokenization"]["chat_template"] is True and prov["cost"]["steps"] == 2
+    prompts, completions = [p["prompt"] for p in PAIRS[:3]], [p["chosen"] for p in PAIRS[:3]]
+    default = implicit_reward(str(out), prompts, completions, beta=0.1)
+    np.testing.assert_array_equal(default, implicit_reward(str(out), prompts, completions, beta=0.1,
+                                                           chat_template=True))
+    assert not np.allclose(default, implicit_reward(str(out), prompts, completions, beta=0.1, chat_template=False))

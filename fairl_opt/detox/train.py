@@ -2,10 +2,11 @@
 model's own implicit reward β·log π_θ(y|x)/π_ref(y|x).
 
 :func:`train_dpo` fine-tunes a base causal LM (any :func:`fairl_opt.models.resolve_model` name but an
-adapter; ``smollm2``'s GGUF is dequantised to float32 by transformers) with ``trl.DPOTrainer`` and a
-PEFT ``LoraConfig``: LoRA B = 0 at the start, so the first DPO loss is exactly log 2; the reference is
-the same model with the adapter disabled (TRL's PEFT path: no second copy). CPU, float32, one torch
-thread, no hub access, no telemetry, no reporting integrations.
+adapter) with ``trl.DPOTrainer`` and a PEFT ``LoraConfig``: LoRA B = 0 at the start, so the first DPO
+loss is exactly log 2; the reference is the same model with the adapter disabled (TRL's PEFT path: no
+second copy). CPU, float32, one torch thread, no hub access, no telemetry, no reporting integrations.
+A GGUF base (``smollm2``) is dequantised to float32 when transformers loads it, but stays marked as
+quantised, which Trainer refuses to train: the marks are dropped, leaving the plain float32 model.
 
 Tokenization (:func:`encode`: training, the KL estimate and :func:`implicit_reward` share it): the
 prompt (through the chat template with ``chat_template``) and prompt + completion are tokenized; the
@@ -19,8 +20,7 @@ name, or its absolute directory), ``training_log.json`` (:data:`LOG_FIELDS` per 
 ``training.png`` (loss, reward margin and KL against step), and ``provenance.json``, written last: it
 marks a finished adapter. Checkpoints go to ``checkpoints/`` every ``save_every`` steps (transformers'
 format; its optimizer and RNG states are torch pickles, removed when the run ends); rerunning the same
-call resumes from the last one.
-"""
+call resumes from the last one, ``force`` discards a finished adapter or another run's checkpoints."""
 
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 OUTPUT_FILES = ADAPTER_FILES + ("training_log.json", "training.png", "provenance.json")
 CHECKPOINTS = "checkpoints"
 KL_ESTIMATOR = (
-    "Monte Carlo estimate of KL(π_θ(·|x) ‖ π_ref(·|x)) over the first kl_max_new_tokens tokens, averaged "
-    "over the KL prompts, after `step` updates: one completion y per prompt sampled from the adapter model "
-    "(temperature 1, no top-k, no top-p; torch seed = seed + step in a forked RNG, so training is untouched), "
-    "stopped at EOS (kept) or kl_max_new_tokens; kl = mean over prompts of Σ_t [log π_θ(y_t|x, y_<t) − "
-    "log π_ref(y_t|x, y_<t)], π_ref = the same model with the adapter disabled; kl_se = its standard error")
+    "Monte Carlo estimate of KL(π_θ(·|x) ‖ π_ref(·|x)) over the first kl_max_new_tokens tokens, averaged over "
+    "the KL prompts, after `step` updates: one completion y per prompt sampled from the adapter model "
+    "(temperature 1, no top-k/top-p; torch seed = seed + step in a forked RNG, training untouched), stopped at "
+    "EOS (kept) or the token limit; kl = mean over prompts of Σ_t [log π_θ(y_t|x, y_<t) − log π_ref(y_t|x, "
+    "y_<t)], π_ref = the same model, adapter disabled; kl_se = its standard error")
 #: The fields of each record of ``training_log.json``.
 LOG_FIELDS = {
     "step": "optimizer steps so far", "epoch": "epochs so far (fractional)",
@@ -151,8 +151,7 @@ def estimate_kl(model, tok, prompt_ids, max_new_tokens: int, seed: int, batch_si
         for s in range(0, len(prompt_ids), batch_size):
             chunk = prompt_ids[s:s + batch_size]
             width = max(len(p) for p in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
+            ids, mask = torch.full((len(chunk), width), pad), torch.zeros((len(chunk), width), dtype=torch.long)
             for b, p in enumerate(chunk):  # left padding for generation
                 ids[b, width - len(p):], mask[b, width - len(p):] = torch.tensor(p), 1
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=max_new_tokens,
@@ -179,11 +178,7 @@ def _trl_parts(tok, kl_ids, kl_max_new_tokens, seed, batch_size, progress):
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset
 
-        def _send_telemetry(self):
-            return None
-
-        def create_model_card(self, *args, **kwargs):
-            return None
+        _send_telemetry = create_model_card = lambda self, *args, **kwargs: None  # noqa: E731
 
     class KLAndProgress(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
@@ -191,6 +186,7 @@ def _trl_parts(tok, kl_ids, kl_max_new_tokens, seed, batch_size, progress):
 
         def on_step_end(self, args, state, control, **kw):
             self.bar.update(state.global_step - self.bar.n)
+            control.should_log = control.should_log or state.global_step >= state.max_steps  # log the last step
 
         def on_log(self, args, state, control, model=None, logs=None, **kw):
             record = state.log_history[-1] if state.log_history else {}
@@ -225,9 +221,9 @@ def _check_settings(s: dict) -> None:
 def prepare_output(out_dir, force: bool) -> Path:
     """``out_dir`` checked (``--out``); a finished adapter there: DataError, or with ``force`` removed."""
     out = check_output_dir(out_dir)
-    if (out / "provenance.json").exists() and not force:
-        raise DataError(f"--out {out}: holds a finished adapter (provenance.json); pass --force to retrain it")
-    if force and out.exists():
+    if (out / "provenance.json").exists():
+        if not force:
+            raise DataError(f"--out {out}: holds a finished adapter (provenance.json); pass --force to retrain it")
         for name in OUTPUT_FILES:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
@@ -252,8 +248,8 @@ def train_dpo(base, pairs, out_dir, *, beta: float = 0.1, lora_r: int = 8, lora_
     Raises
     ------
     DataError
-        Naming the argument: empty or malformed pairs, a bad setting, an adapter as ``base``, a
-        finished adapter in ``out_dir`` without ``force``, or checkpoints of another run there.
+        Naming the argument: empty or malformed pairs, a bad setting, an adapter as ``base``, or
+        without ``force`` (which removes them), a finished adapter or another run's checkpoints there.
     """
     settings = dict(beta=beta, lora_r=lora_r, lora_alpha=lora_alpha, target_modules=list(target_modules),
                     learning_rate=learning_rate, epochs=epochs, batch_size=batch_size, max_length=max_length,
@@ -276,27 +272,29 @@ def train_dpo(base, pairs, out_dir, *, beta: float = 0.1, lora_r: int = 8, lora_
         data.update({f"n_{name}": len(rows),
                      f"{name}_sha256": texts_sha256([[p["prompt"], p["chosen"], p["rejected"]] for p in rows])})
     data.update(data_source or {})
-    run_key = texts_sha256([settings, data, spec.fingerprint()])
+    run_key = texts_sha256([settings, {k: v for k, v in data.items() if k != "dataset"}, spec.fingerprint()])
     marker = out / CHECKPOINTS / "run.json"
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("run_key") != run_key:
-        raise DataError(f"--out {out}: holds checkpoints of a run with other settings or data ({marker}); "
-                        "pass --force to discard them")
+        if not force:
+            raise DataError(f"--out {out}: holds checkpoints of a run with other settings or data ({marker}); "
+                            "pass --force to discard them")
+        shutil.rmtree(marker.parent)
     marker.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, json.dumps({"run_key": run_key, "settings": settings, "data": data}, indent=2) + "\n")
     with warnings.catch_warnings():  # transformers 5.24 renamed gradient checkpointing; TRL 1.16 uses the old name
         warnings.filterwarnings("ignore", ".*gradient_checkpointing.*", FutureWarning)
+        warnings.filterwarnings("ignore", "Could not find a config file in", UserWarning)  # peft, GGUF bases
         trainer, last, n_cut = _trainer(spec, settings, pairs, eval_pairs, kl_prompts, marker.parent, progress,
                                         callbacks)
-        t0 = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=last)
-        seconds = time.perf_counter() - t0
+        seconds = float(result.metrics["train_runtime"])
         trainer.model.peft_config["default"].base_model_name_or_path = (
             str(base) if str(base) == spec.name and not Path(str(base)).is_dir() else str(Path(spec.path).resolve()))
-    with tempfile.TemporaryDirectory(dir=out, prefix=".adapter-") as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)  # and a README model card, not kept
-        for name in ADAPTER_FILES:
-            os.chmod(Path(tmp, name), 0o644)
-            os.replace(Path(tmp, name), out / name)
+        with tempfile.TemporaryDirectory(dir=out, prefix=".adapter-") as tmp:
+            trainer.model.save_pretrained(tmp, safe_serialization=True)  # and a README model card, not kept
+            for name in ADAPTER_FILES:
+                os.chmod(Path(tmp, name), 0o644)
+                os.replace(Path(tmp, name), out / name)
     records = _records(trainer.state.log_history)
     atomic_write_text(out / "training_log.json", json.dumps(
         {"fields": LOG_FIELDS, "kl_estimator": KL_ESTIMATOR, "records": records, "summary": result.metrics},
@@ -357,13 +355,15 @@ def _trainer(spec, s, pairs, eval_pairs, kl_prompts, ckpt: Path, progress, callb
     lora = LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], target_modules=s["target_modules"],
                       lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
     cls, callback = _trl_parts(tok, kl_ids, s["kl_max_new_tokens"], s["seed"], s["batch_size"], progress)
-    trainer = cls(model=load_model(spec, causal=True), args=config, train_dataset=Dataset.from_list(rows),
+    model = load_model(spec, causal=True)
+    if spec.gguf_file:  # float32 already (the module docstring)
+        model.hf_quantizer, model.is_quantized = None, False
+    trainer = cls(model=model, args=config, train_dataset=Dataset.from_list(rows),
                   eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, processing_class=tok,
                   peft_config=lora, callbacks=[callback, *callbacks])
     trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(ckpt))
-    if last:
-        log.info("dpo: resuming from %s", last)
+    log.info("dpo: resuming from %s", last) if last else None
     return trainer, last, n_cut
 
 
@@ -403,7 +403,7 @@ def write_figure(records, path: Path) -> Path | None:
             kl, se = (np.array([r[k] for r in rows], dtype=float) for k in ("kl", "kl_se"))
             ax.fill_between([r["step"] for r in rows], kl - 2 * se, kl + 2 * se, alpha=0.25, label="± 2 se")
         ax.set(title=title, xlabel="step")
-        ax.legend()
+        ax.legend() if ax.get_legend_handles_labels()[0] else None
     fig.tight_layout()
     _atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
@@ -424,8 +424,7 @@ def implicit_reward(model_spec_or_adapter_dir, prompts, completions, *, beta: fl
     """
     from fairl_opt.models import ModelSpec, load_model, load_tokenizer, resolve_model
 
-    spec = model_spec_or_adapter_dir
-    spec = spec if isinstance(spec, ModelSpec) else resolve_model(spec)
+    spec = m if isinstance(m := model_spec_or_adapter_dir, ModelSpec) else resolve_model(m)
     if not spec.is_adapter:
         raise DataError(f"model {spec.name}: not an adapter, so it has no implicit reward against a base")
     prompts, completions = [str(p) for p in prompts], [str(c) for c in completions]

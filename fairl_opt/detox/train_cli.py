@@ -26,6 +26,15 @@ from fairl_opt.exceptions import DataError
 log = logging.getLogger(__name__)
 
 
+HELP_RULE = """\
+Training prompts only: the training prompts of split --split, shuffled with --seed; the first
+--val-fraction of them are validation prompts (the first --eval-pairs of their best > worst pairs
+are scored at each eval, the first --kl-prompts are the KL prompts); the others give the training
+pairs: best > worst of each prompt's stored completions by r*, the first --max-pairs when set.
+Prompts are rendered as the dataset's generator saw them. An interrupted run resumes from its last
+checkpoint in --out when rerun with the same settings."""
+
+
 def _fraction(text: str) -> float:
     import argparse
 
@@ -99,7 +108,7 @@ def cmd_train(args) -> int:
                                                        args.max_pairs)
     chat = dataset.manifest.get("generator", {}).get("template") == TEMPLATES[True]
     eval_pairs = val_pairs[: args.eval_pairs] if args.eval_pairs and val_pairs else None
-    kl_prompts = [dataset.prompts[i] for i in val_ids[: args.kl_prompts]] or None
+    kl_prompts = [dataset.prompts[i] for i in val_ids[: args.kl_prompts]]  # [] = no KL estimate
     source = {"dataset": str(args.data), "manifest_sha256": sha256_file(Path(args.data) / "manifest.json"),
               "dataset_files": {k: v["sha256"] for k, v in dataset.manifest["files"].items()},
               "rule": "fairl_opt.detox.train_cli.detox_pairs: best ≻ worst by r* of the K+1 completions on the "
@@ -129,17 +138,16 @@ def cmd_train(args) -> int:
 def add_train_parser(dsub) -> None:
     """``fairl detox train`` on the detox sub-parsers."""
     summary = "train the aligned model: DPO with TRL through a LoRA adapter on CPU → adapter folder"
-    t = dsub.add_parser("train", help=summary, description=summary + "\n\n" + __doc__.split("\n\n")[1],
-                        formatter_class=HelpFormatter)
+    t = dsub.add_parser("train", help=summary, description=summary + "\n\n" + HELP_RULE, formatter_class=HelpFormatter)
     t.add_argument("--data", default="data/detox", help="dataset folder from `fairl detox generate`")
     t.add_argument("--out", default="data/aligned", help="adapter folder (created)")
     t.add_argument("--base", default="smollm2", help="base model: smollm2 or a local transformers or GGUF directory")
     t.add_argument("--split", type=nonnegative_int, default=0, help="split whose training prompts are used")
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="training prompts held out for eval and KL")
     t.add_argument("--max-pairs", type=positive_int, default=None, metavar="N", help="train on the first N pairs only")
-    t.add_argument("--eval-pairs", type=nonnegative_int, default=64, metavar="N",
+    t.add_argument("--eval-pairs", type=nonnegative_int, default=32, metavar="N",
                    help="validation pairs scored at each eval (0 = none)")
-    t.add_argument("--kl-prompts", type=nonnegative_int, default=32, metavar="N",
+    t.add_argument("--kl-prompts", type=nonnegative_int, default=16, metavar="N",
                    help="validation prompts of the KL estimate (0 = none)")
     t.add_argument("--beta", type=positive_float, default=0.1, help="DPO β (KL weight)")
     t.add_argument("--epochs", type=positive_int, default=1, help="passes over the training pairs")
