@@ -263,7 +263,9 @@ def test_cli_bad_input_exits_2_with_one_line(base, tmp_path, capsys):
              (["--data", tied], "no best ≻ worst pair"),
              (["--data", tied, "--beta", "0"], "--beta"),
              (["--data", tied, "--split", "7"], "--split"),
-             (["--data", tied, "--base", tmp_path / "nowhere"], "--base")]
+             (["--data", tied, "--base", tmp_path / "nowhere"], "--base"),
+             (["--data", tied, "--target-modules", "q_proj,nope"], "nope is not a linear module"),
+             (["--data", tied, "--target-modules", "lm_head"], "lm_head is not a linear module")]
     for extra, needle in cases:
         code, _, err = run(capsys, "detox", "train", "--out", tmp_path / "o", "--base", base, *extra)
         assert code == 2 and err.startswith("fairl: error:") and needle in err and err.count("\n") == 1, err

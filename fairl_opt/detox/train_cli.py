@@ -81,6 +81,29 @@ def detox_pairs(dataset, split: int, val_fraction: float, seed: int, max_pairs: 
     return pairs, best_worst_pairs(dataset, val), sorted(p["prompt_id"] for p in pairs), val.tolist()
 
 
+def _target_modules(spec, text: str) -> list[str]:
+    """The module names of ``--target-modules``, each the last part of a Linear's name in the base other
+    than the LM head (checked on a weightless copy built from its config on torch's meta device)."""
+    from fairl_opt.models import _quiet_transformers, _torch
+
+    modules = [m.strip() for m in text.split(",") if m.strip()]
+    torch = _torch()
+    _quiet_transformers()
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(spec.path, **({"gguf_file": spec.gguf_file} if spec.gguf_file else {}))
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    head = skeleton.get_output_embeddings()  # TRL computes log-probs from its weight: an adapter there never trains
+    names = {n.rsplit(".", 1)[-1] for n, m in skeleton.named_modules()
+             if isinstance(m, torch.nn.Linear) and m is not head}
+    missing = [m for m in modules if m not in names] or ([] if modules else ["(none)"])
+    if missing:
+        raise DataError(f"--target-modules {text!r}: {', '.join(missing)} is not a linear module of the base "
+                        f"other than its LM head (it has {', '.join(sorted(names))})")
+    return modules
+
+
 def cmd_train(args) -> int:
     from fairl_opt.detox.cli import _check_dataset
     from fairl_opt.detox.dataset import TEMPLATES, DetoxDataset
@@ -101,9 +124,7 @@ def cmd_train(args) -> int:
         raise DataError(f"--base {args.base}: {exc}") from None
     if spec.is_adapter:
         raise DataError(f"--base {args.base}: is an adapter; train on its merged base")
-    modules = [m.strip() for m in args.target_modules.split(",") if m.strip()]
-    if not modules:
-        raise DataError(f"--target-modules {args.target_modules!r}: names no module")
+    modules = _target_modules(spec, args.target_modules)
     pairs, val_pairs, train_ids, val_ids = detox_pairs(dataset, args.split, args.val_fraction, args.seed,
                                                        args.max_pairs)
     chat = dataset.manifest.get("generator", {}).get("template") == TEMPLATES[True]
