@@ -84,6 +84,11 @@ def tilt_population():
     return big, information
 
 
+@functools.lru_cache(maxsize=None)
+def skew_population(symmetric):
+    return skew(np.random.default_rng(5), BIG, symmetric)
+
+
 def whiten(errors, n, covariance):
     """√n·errors mapped so that they have identity covariance if ``covariance`` is right."""
     root = np.linalg.cholesky(np.linalg.inv(covariance))  # covariance⁻¹ = root rootᵀ
@@ -152,15 +157,10 @@ TAU = 0.5  # failure / band threshold on the normalised margin
 UPWEIGHT = 5.0
 
 
-def test_b_symmetric_weights_unbiased_with_sandwich_above_inverse_information():
-    big, information = tilt_population()
-    in_band = np.abs(big @ THETA) / np.linalg.norm(THETA) <= TAU
-    A, B = curvature_moments(big, THETA, np.where(in_band, UPWEIGHT, 1.0))
-    sandwich = np.linalg.solve(A, np.linalg.solve(A, B).T).T
-    gap = sandwich - np.linalg.inv(information)
-    eig, vec = np.linalg.eigh(gap)
-    assert eig.min() > 0.05 * eig.max() > 0  # ⪰, and strictly here (w is not constant)
-    R, n = 500, 2000
+@functools.lru_cache(maxsize=None)
+def band_replications(R, n):
+    """R tilt samples of n pairs: (MaxEnt, MaxEnt with the band ×UPWEIGHT read from the MaxEnt fit,
+    the toolkit's FA one round with one-sided failures ×UPWEIGHT)."""
     rng = np.random.default_rng(7)
     mle, weighted, fa = [], [], []
     for _ in range(R):
@@ -170,7 +170,19 @@ def test_b_symmetric_weights_unbiased_with_sandwich_above_inverse_information():
         mle.append(first)
         weighted.append(fit(delta, np.where(band, UPWEIGHT, 1.0)))
         fa.append(one_round(upweight=UPWEIGHT).fit(delta).theta_)
-    mle, weighted, fa = np.array(mle), np.array(weighted), np.array(fa)
+    return np.array(mle), np.array(weighted), np.array(fa)
+
+
+def test_b_symmetric_weights_unbiased_with_sandwich_above_inverse_information():
+    big, information = tilt_population()
+    in_band = np.abs(big @ THETA) / np.linalg.norm(THETA) <= TAU
+    A, B = curvature_moments(big, THETA, np.where(in_band, UPWEIGHT, 1.0))
+    sandwich = np.linalg.solve(A, np.linalg.solve(A, B).T).T
+    gap = sandwich - np.linalg.inv(information)
+    eig, vec = np.linalg.eigh(gap)
+    assert eig.min() > 0.05 * eig.max() > 0  # ⪰, and strictly here (w is not constant)
+    R, n = 500, 2000
+    mle, weighted, fa = band_replications(R, n)
     assert_unbiased(weighted - THETA, "band weights")
     assert_covariance(whiten(weighted - THETA, n, sandwich), "band weights vs A⁻¹BA⁻¹")
     # Hausman: Cov(θ̂_w − θ̂_MLE) = A⁻¹BA⁻¹ − I⁻¹, so the weighted fit's variance exceeds the MLE's
@@ -216,14 +228,21 @@ def test_b_one_sided_upweight_is_injected_label_noise():
 # =================================================================================================
 # (c) sharpening changes the model: biased at θ₀, converges to the tempered model's projection
 # =================================================================================================
+@functools.lru_cache(maxsize=None)
+def fa_replications(symmetric, R, n, upweight=1.0, sharpen=1.0):
+    """The toolkit's FA (one round, failures = margin ≤ τ) on R skew or mirror samples of n pairs."""
+    rng = np.random.default_rng(9 if sharpen < 1 else 10)
+    edit = one_round(upweight=upweight, sharpen=sharpen)
+    return np.array([edit.fit(skew(rng, n, symmetric)).theta_ for _ in range(R)])
+
+
 def test_c_sharpened_fa_is_inconsistent_and_converges_to_its_limit():
     T = 0.5
     R, n = 200, 4000
     for symmetric in (False, True):
-        big = skew(np.random.default_rng(5), BIG, symmetric)
+        big = skew_population(symmetric)
         limit = fit(big, temperatures=np.where(big @ AXIS <= TAU, T, 1.0), reg=1e-6)
-        rng = np.random.default_rng(9)
-        est = np.array([one_round(upweight=1.0, sharpen=T).fit(skew(rng, n, symmetric)).theta_ for _ in range(R)])
+        est = fa_replications(symmetric, R, n, sharpen=T)
         se = est.std(axis=0, ddof=1) / np.sqrt(R)
         assert abs(est.mean(axis=0)[0] - AXIS[0]) > 50 * se[0]  # the scale is biased in both designs
         assert np.all(np.abs(est.mean(axis=0) - limit) <= 4 * se + 4 * np.sqrt(n / BIG) * est.std(axis=0))
@@ -234,6 +253,21 @@ def test_c_sharpened_fa_is_inconsistent_and_converges_to_its_limit():
             assert abs(limit[1]) <= 4 * np.sqrt(n / BIG) * est[:, 1].std()
         else:  # no symmetry: the direction is biased too
             assert abs(angle.mean()) > 10 * angle_se
+
+
+def test_c_one_sided_upweight_biases_the_direction_without_symmetry():
+    """B′(iii) and Proposition R for FA's up-weighting: the skew design biases the direction (≫ 10 se)
+    and the limit matches; the mirror design keeps it."""
+    R, n = 150, 4000
+    for symmetric in (False, True):
+        big = skew_population(symmetric)
+        limit = fit(big, weights=np.where(big @ AXIS <= TAU, 3.0, 1.0), reg=1e-6)
+        est = fa_replications(symmetric, R, n, upweight=3.0)
+        se = est.std(axis=0, ddof=1) / np.sqrt(R)
+        assert np.all(np.abs(est.mean(axis=0) - limit) <= 4 * se + 4 * np.sqrt(n / BIG) * est.std(axis=0))
+        angle = np.degrees(np.arctan2(est[:, 1], est[:, 0]))
+        angle_se = angle.std(ddof=1) / np.sqrt(R)
+        assert (abs(angle.mean()) <= 4 * angle_se) if symmetric else (abs(angle.mean()) > 10 * angle_se)
 
 
 def test_c_sharpening_the_band_shrinks_towards_t_theta():
@@ -354,3 +388,38 @@ def test_f_study_at_benchmark_size():
     mean, se = paired_differences(post_share, fa_share)
     assert mean < -5 * se
     assert np.all(table["two-kinds"]["fa"]["noise_share"] > 0.9)
+
+
+if __name__ == "__main__":
+    # the Monte Carlo figures quoted in proofs/T12_when_fa_helps.md, with the tests' designs and seeds
+    _, information = tilt_population()
+    for n in (250, 1000, 4000):
+        rng = np.random.default_rng(n)
+        errors = np.array([MaxEntReward(1e-3).fit(tilt(rng, n)).theta_ for _ in range(500)]) - THETA
+        z = whiten(errors, n, np.linalg.inv(information))
+        print(f"(a) n={n}: bias {errors.mean(0).round(4)} (se {(errors.std(0, ddof=1) / np.sqrt(500)).round(4)}), "
+              f"whitened n·Cov {np.cov(z.T).round(3).tolist()}, mean n(θ̂−θ)ᵀI(θ̂−θ) {(z**2).sum(1).mean():.3f}")
+    big, _ = tilt_population()
+    band = np.abs(big @ THETA) / np.linalg.norm(THETA) <= TAU
+    A, B = curvature_moments(big, THETA, np.where(band, UPWEIGHT, 1.0))
+    sandwich = np.linalg.solve(A, np.linalg.solve(A, B).T).T
+    print(f"(b) I⁻¹ {np.linalg.inv(information).round(3).tolist()}, A⁻¹BA⁻¹ {sandwich.round(3).tolist()}, "
+          f"eig(A⁻¹BA⁻¹ − I⁻¹) {np.linalg.eigvalsh(sandwich - np.linalg.inv(information)).round(3).tolist()}")
+    one_sided = fit(big, np.where(big @ THETA / np.linalg.norm(THETA) <= TAU, UPWEIGHT, 1.0), reg=1e-6)
+    print(f"(b) FA one-sided ×{UPWEIGHT:g} limit {one_sided.round(4).tolist()} (θ₀ {THETA.tolist()})")
+    mle, weighted, fa = band_replications(500, 2000)
+    top = np.linalg.eigh(sandwich - np.linalg.inv(information))[1][:, -1]
+    print(f"(b) R=500, n=2000: band bias {(weighted - THETA).mean(0).round(4).tolist()}, n·Cov(band) "
+          f"{(2000 * np.cov(weighted.T)).round(3).tolist()}, n·Var((θ̂_w − θ̂_MLE)·e) "
+          f"{2000 * np.var((weighted - mle) @ top, ddof=1):.3f}; FA mean {fa.mean(0).round(4).tolist()}")
+    for symmetric in (False, True):
+        big = skew_population(symmetric)
+        for name, kw in (("sharpen 0.5", {"temperatures": np.where(big @ AXIS <= TAU, 0.5, 1.0)}),
+                         ("upweight 3", {"weights": np.where(big @ AXIS <= TAU, 3.0, 1.0)})):
+            limit = fit(big, reg=1e-6, **kw)
+            est = fa_replications(symmetric, 200, 4000, sharpen=0.5) if "sharpen" in name else \
+                fa_replications(symmetric, 150, 4000, upweight=3.0)
+            angle = np.degrees(np.arctan2(est[:, 1], est[:, 0]))
+            print(f"(c) {'mirror' if symmetric else 'skew'} design, FA {name}: limit {limit.round(4).tolist()} "
+                  f"({np.degrees(np.arctan2(limit[1], limit[0])):.1f}°); MC mean {est.mean(0).round(4).tolist()}, "
+                  f"angle {angle.mean():.2f}° ± {angle.std(ddof=1) / np.sqrt(len(angle)):.2f}")
