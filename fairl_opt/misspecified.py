@@ -75,6 +75,9 @@ class RegimeProblem:
         See the module docstring.
     regime : str
     seed : int
+    info : dict
+        ``theta_true`` (θ*) and ``threshold`` of the linear regimes, ``theta_old`` (filtered),
+        ``directions`` (v₁, v₂ as columns; two-kinds).
     """
 
     pairs: PreferencePairs
