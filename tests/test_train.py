@@ -235,6 +235,11 @@ def test_best_worst_pairs_and_the_prompt_rule(tmp_path):
     assert len(detox_pairs(d, 0, 0.2, 0, 5)[0]) == 5
     tied = DetoxDataset.load(_dataset(tmp_path / "t", ties=True))
     assert best_worst_pairs(tied, range(tied.n_prompts)) == []
+    # any reward array ranks the same completions (re-RLHF with a recovered reward): -r* flips every pair
+    flipped = best_worst_pairs(d, range(d.n_prompts), reward=-d.r_star)
+    assert [(p["chosen"], p["rejected"]) for p in flipped] == [(p["rejected"], p["chosen"]) for p in pairs]
+    with pytest.raises(DataError, match="reward must be a finite array of shape"):
+        best_worst_pairs(d, range(d.n_prompts), reward=d.r_star[:, :2])
 
 
 def test_cli_trains_and_refuses_to_overwrite(base, tmp_path, capsys):

@@ -47,14 +47,22 @@ def _fraction(text: str) -> float:
     return value
 
 
-def best_worst_pairs(dataset, prompts) -> list[dict]:
+def best_worst_pairs(dataset, prompts, reward=None) -> list[dict]:
     """For each prompt of ``prompts`` (indices into ``dataset``, a
     :class:`~fairl_opt.detox.dataset.DetoxDataset`): its best ≻ worst of the K+1 stored completions by
-    r* (first index on ties); prompts whose completions all have the same r* or text are skipped.
-    Each pair: prompt_id, prompt, chosen, rejected, their sample indices and r*."""
+    ``reward`` (an (n_prompts, K+1) array; default r*, so re-RLHF with a recovered reward runs the same
+    loop on the same prompts), first index on ties; prompts whose completions all have the same reward
+    or text are skipped. Each pair: prompt_id, prompt, chosen, rejected, their sample indices and
+    their rewards (``r_chosen``, ``r_rejected``)."""
+    from fairl_opt.exceptions import DataError
+
+    scores = dataset.r_star if reward is None else np.asarray(reward, dtype=np.float64)
+    if scores.shape != dataset.r_star.shape or not np.isfinite(scores).all():
+        raise DataError(f"reward must be a finite array of shape {dataset.r_star.shape} (prompts x completions), "
+                        f"got {scores.shape}")
     out = []
     for i in np.asarray(prompts, dtype=np.int64):
-        r = dataset.r_star[i]
+        r = scores[i]
         b, w = int(np.argmax(r)), int(np.argmin(r))
         if r[b] == r[w] or dataset.texts[i][b] == dataset.texts[i][w]:
             continue
