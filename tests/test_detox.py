@@ -228,8 +228,8 @@ def test_experiment_writes_report_summary_and_figures(quick_run):
     for method in loaded["methods"]:
         assert f"| {method} |" in text
     assert "Ablation" in text and "Headline" in text
-    assert all(r["gap"] <= 1e-6 for r in summary["rows"])
-    for r in summary["rows"]:
+    assert all(r["gap"] <= 1e-6 for r in summary["by_policy"]["sir"]["rows"])
+    for r in summary["by_policy"]["sir"]["rows"]:
         if r["method"].startswith("fa-mm"):
             assert 0.0 <= r["tightened_at_bound"] <= 1.0
         else:
@@ -246,9 +246,9 @@ def test_experiment_metrics_match_independent_references(synthetic_dir, quick_ru
     summary, _ = quick_run
     ds = DetoxDataset.load(synthetic_dir)
     split = Split(ds, ds.test_masks[1])
-    reg = summary["selection"][1]["chosen"]["maxent"]["reg"]
+    reg = summary["by_policy"]["sir"]["selection"][1]["chosen"]["maxent"]["reg"]
     theta = MaxEntReward(reg=reg).fit(split.train).theta_
-    row = next(r for r in summary["rows"] if r["split"] == 1 and r["method"] == "maxent")
+    row = next(r for r in summary["by_policy"]["sir"]["rows"] if r["split"] == 1 and r["method"] == "maxent")
     test = split.test_prompts
     x = (ds.features[test].reshape(-1, ds.dim) - split.mean) / split.scale
     assert row["roc_auc"] == pytest.approx(roc_auc_score(ds.toxic[test].ravel(), -(x @ theta)), abs=1e-9)
@@ -265,7 +265,7 @@ def test_experiment_metrics_match_independent_references(synthetic_dir, quick_ru
 def test_recovered_reward_beats_chance_on_planted_data(quick_run):
     summary, _ = quick_run
     for method in ("mm-qp", "maxent"):
-        assert summary["table"][method]["roc_auc"]["mean"] > 0.7
+        assert summary["by_policy"]["sir"]["table"][method]["roc_auc"]["mean"] > 0.7
 
 
 def test_paired_differences_by_hand():
@@ -285,13 +285,13 @@ def test_paired_differences_by_hand():
 
 def test_fa_minus_standard_is_paired_per_split(quick_run):
     summary, _ = quick_run
-    table = {(r["split"], r["method"]): r["starc"] for r in summary["rows"]}
-    entry = summary["fa_minus_standard"]["fa-maxent"]
+    table = {(r["split"], r["method"]): r["starc"] for r in summary["by_policy"]["sir"]["rows"]}
+    entry = summary["by_policy"]["sir"]["fa_minus_standard"]["fa-maxent"]
     assert entry["versus"] == "maxent"
     assert entry["difference"]["starc"]["n"] == summary["n_splits"] == 2
     by_hand = (table[0, "fa-maxent"] - table[0, "maxent"] + table[1, "fa-maxent"] - table[1, "maxent"]) / 2
     assert entry["difference"]["starc"]["mean"] == pytest.approx(by_hand)
-    assert summary["fa_minus_standard"]["fa-mm-qp (slack ×2)"]["versus"] == "mm-qp"
+    assert summary["by_policy"]["sir"]["fa_minus_standard"]["fa-mm-qp (slack ×2)"]["versus"] == "mm-qp"
 
 
 def test_cli_detox_run(synthetic_dir, tmp_path):
@@ -299,7 +299,7 @@ def test_cli_detox_run(synthetic_dir, tmp_path):
 
     assert main(["detox", "run", "--data", str(synthetic_dir), "--out", str(tmp_path), "--quick",
                  "--no-geometry", "--quiet"]) == 0
-    assert json.loads((tmp_path / "summary.json").read_text())["geometry"] is None
+    assert json.loads((tmp_path / "summary.json").read_text())["by_policy"]["sir"]["geometry"] is None
     assert main(["detox", "run", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
 
 
@@ -373,7 +373,7 @@ def test_regularisation_is_selected_on_training_prompts_only(synthetic_dir, quic
     ds = DetoxDataset.load(synthetic_dir)
     split = Split(ds, ds.test_masks[0])
     chosen, scores = split.select_regularisation(seed=0)
-    assert chosen == summary["selection"][0]["chosen"]
+    assert chosen == summary["by_policy"]["sir"]["selection"][0]["chosen"]
     for base, (param, grid) in REG_GRID.items():
         assert chosen[base][param] == grid[int(np.argmax([scores[base][str(v)] for v in grid]))]
     test = ds.test_masks[0]
@@ -387,9 +387,9 @@ def test_parallel_splits_give_the_same_results(synthetic_dir, quick_run, tmp_pat
     summary, _ = quick_run
     parallel = run_experiment(synthetic_dir, tmp_path, quick=True, progress=False, workers=2)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(parallel["rows"]) == strip(summary["rows"])
-    assert parallel["ablation"]["rows"] == summary["ablation"]["rows"]
-    assert [x["chosen"] for x in parallel["selection"]] == [x["chosen"] for x in summary["selection"]]
+    assert strip(parallel["by_policy"]["sir"]["rows"]) == strip(summary["by_policy"]["sir"]["rows"])
+    assert parallel["by_policy"]["sir"]["ablation"]["rows"] == summary["by_policy"]["sir"]["ablation"]["rows"]
+    assert [x["chosen"] for x in parallel["by_policy"]["sir"]["selection"]] == [x["chosen"] for x in summary["by_policy"]["sir"]["selection"]]
 
 
 def test_challenge_benchmark_wilson_interval_matches_scipy():

@@ -48,8 +48,8 @@ def test_summary_is_bit_identical_with_one_or_two_workers(data, serial, tmp_path
     assert a == b
     summary = json.loads(a)
     # the comparison covers the random parts: selection folds, FA fits, geometry (hit-and-run), ablation
-    assert summary["geometry"] is not None and len(summary["geometry"]["per_split"]) == 2
-    assert summary["ablation"]["rows"] and summary["selection"]
+    assert summary["by_policy"]["sir"]["geometry"] is not None and len(summary["by_policy"]["sir"]["geometry"]["per_split"]) == 2
+    assert summary["by_policy"]["sir"]["ablation"]["rows"] and summary["by_policy"]["sir"]["selection"]
     assert summary["seed"] == 0 and summary["seeds"] == [0, 1]
 
 
@@ -63,9 +63,9 @@ def test_the_seed_drives_the_random_streams(data, serial, tmp_path):
     a, b = json.loads(_summary_text(serial)), json.loads(_summary_text(tmp_path))
     assert b["seed"] == 1 and b["seeds"] == [1_000_003, 1_000_004]
     # the splits are the dataset's, so sizes and reference policies agree; the random draws differ
-    assert a["sizes"] == b["sizes"] and a["references"] == b["references"]
-    assert a["geometry"]["per_split"] != b["geometry"]["per_split"]
-    assert a["ablation"]["rows"] != b["ablation"]["rows"]
+    assert a["by_policy"]["sir"]["sizes"] == b["by_policy"]["sir"]["sizes"] and a["by_policy"]["sir"]["references"] == b["by_policy"]["sir"]["references"]
+    assert a["by_policy"]["sir"]["geometry"]["per_split"] != b["by_policy"]["sir"]["geometry"]["per_split"]
+    assert a["by_policy"]["sir"]["ablation"]["rows"] != b["by_policy"]["sir"]["ablation"]["rows"]
 
 
 def test_split_seeds():

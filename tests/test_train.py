@@ -118,7 +118,7 @@ def test_implicit_reward_equals_a_hand_computation(trained, base):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fairl_opt.detox.train import implicit_reward
+    from fairl_opt.detox.policy import implicit_reward
 
     out, _ = trained
     prompts = [p["prompt"] for p in PAIRS] + ["a dog"]
@@ -282,7 +282,8 @@ def test_chat_template_prompts_train_and_score_as_rendered(tmp_path):
     in implicit_reward, which reads the setting from provenance.json."""
     from transformers import AutoTokenizer
 
-    from fairl_opt.detox.train import encode, implicit_reward, train_dpo
+    from fairl_opt.detox.policy import implicit_reward
+    from fairl_opt.detox.train import encode, train_dpo
 
     chat_base = build_llama(tmp_path / "chat", chat_template=True)
     tok = AutoTokenizer.from_pretrained(chat_base)

@@ -137,16 +137,40 @@ def _check_dataset(data) -> None:
 def cmd_run(args) -> int:
     from fairl_opt.detox.experiment import run_experiment
 
-    from fairl_opt.detox.report import ablation_headline, difference_table, main_table
+    from fairl_opt.detox.report import _view, helps_section, main_table
 
     check_output_dir(args.out)
     _check_dataset(args.data)
     summary = run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,
                              geometry=not args.no_geometry, workers=args.workers, seed=args.seed)
     if not args.quiet:
-        table, plain = difference_table(summary)
-        print(main_table(summary), "", table, *plain, "", ablation_headline(summary), "",
-              f"report: {Path(args.out) / 'report.md'}", sep="\n")
+        for policy in summary["by_policy"]:
+            print(f"aligned policy {policy}:", main_table(_view(summary, policy)), "", sep="\n")
+        print(*helps_section(summary), f"report: {Path(args.out) / 'report.md'}", sep="\n")
+    return 0
+
+
+def cmd_add_policy(args) -> int:
+    from fairl_opt.detox.policy import add_policy, check_name
+
+    check_name(args.name)
+    if not Path(args.data).is_dir():
+        raise DataError(f"--data {args.data}: no such folder (make one with `fairl detox generate --out {args.data}`)")
+    _check_dataset(args.data)
+    if args.cache_dir is not None:
+        check_output_dir(args.cache_dir, "--cache-dir")
+    try:
+        from fairl_opt.models import check_adapter, resolve_model
+
+        check_adapter(resolve_model(args.model), causal=True)
+    except DataError as exc:
+        raise DataError(f"--model {args.model}: {exc}") from None
+    meta = add_policy(args.data, args.name, args.model, samples=args.samples, workers=args.workers, beta=args.beta,
+                      cache_dir=args.cache_dir, progress=not args.quiet, force=args.force,
+                      log=logging.getLogger(__name__).info)
+    params = {k: getattr(args, k) for k in ("name", "model", "samples", "beta", "workers", "force")}
+    print(json.dumps({**{k: meta[k] for k in ("name", "samples", "rates", "implicit_reward", "cost", "files")},
+                      "run": run_record("detox add-policy", {"data": args.data}, params)}, indent=2))
     return 0
 
 
@@ -209,4 +233,17 @@ def add_detox_parser(sub) -> None:
                         "results do not depend on --workers")
     r.add_argument("--quiet", action="store_true", help="no progress lines and no tables")
     r.set_defaults(func=cmd_run)
+    summary = "add a trained aligned policy to a dataset: its samples, r*, features and implicit reward"
+    a = dsub.add_parser("add-policy", help=summary, description=summary + " (fairl_opt.detox.policy)",
+                        formatter_class=HelpFormatter)
+    a.add_argument("--data", default="data/detox", help="dataset folder from `fairl detox generate`")
+    a.add_argument("--name", default="dpo", help="the policy's name in the dataset (policies/NAME/)")
+    a.add_argument("--model", default="data/aligned", help="the policy: a model, adapter or BASE+ADAPTER")
+    a.add_argument("--samples", type=positive_int, default=1, help="completions per prompt")
+    a.add_argument("--beta", type=float, default=None, help="β of the implicit reward (default: the adapter's DPO β)")
+    a.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    a.add_argument("--cache-dir", default=None, help="chunk cache (default: <data>/.cache); reruns resume")
+    a.add_argument("--force", action="store_true", help="replace a policy of the same name")
+    a.add_argument("--quiet", action="store_true", help="no progress lines")
+    a.set_defaults(func=cmd_add_policy)
     from fairl_opt.detox.train_cli import add_train_parser; add_train_parser(dsub)  # fairl detox train

@@ -208,6 +208,7 @@ class DetoxDataset:
     prompts: list = field(default_factory=list)
     families: list = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
+    policies: dict = field(default_factory=dict)  # name -> fairl_opt.detox.policy.PolicySamples
 
     @property
     def n_prompts(self) -> int:
@@ -262,9 +263,37 @@ class DetoxDataset:
             raise DataError(f"{d / 'prompts.jsonl'}: family counts {counts} differ from manifest.json's "
                             f"{manifest['families']}")
         texts = read_completions(d / "completions.jsonl", n, k1, arrays)
+        from fairl_opt.detox.policy import load_policies
+
+        policies = load_policies(d, manifest, n, k1, arrays["features"].shape[2], verify)
         return cls(arrays["features"].astype(np.float64), arrays["r_star"], arrays["toxic"],
                    arrays["aligned_index"].astype(np.int64), arrays["test_masks"], texts, prompts, families,
-                   manifest)
+                   manifest, policies)
+
+    @property
+    def policy_names(self) -> list[str]:
+        """The aligned policies: ``"sir"`` (the data's own SIR draw) and each added one, in order."""
+        return ["sir"] + list(self.policies)
+
+    def subset(self, keep) -> "DetoxDataset":
+        """The dataset on prompts ``keep`` (indices, in order), every policy with it."""
+        keep = np.asarray(keep)
+        return DetoxDataset(self.features[keep], self.r_star[keep], self.toxic[keep], self.aligned_index[keep],
+                            self.test_masks[:, keep], [self.texts[i] for i in keep],
+                            [self.prompts[i] for i in keep], [self.families[i] for i in keep], self.manifest,
+                            {k: v.subset(keep) for k, v in self.policies.items()})
+
+    def aligned(self, policy: str = "sir") -> tuple[np.ndarray, np.ndarray, list]:
+        """(features (n, d), toxic (n,), texts) of each prompt's aligned completion under ``policy``:
+        the SIR draw (``"sir"``) or an added policy's first sample."""
+        rows = np.arange(self.n_prompts)
+        if policy == "sir":
+            return (self.features[rows, self.aligned_index], self.toxic[rows, self.aligned_index],
+                    [self.texts[i][self.aligned_index[i]] for i in rows] if self.texts else [])
+        if policy not in self.policies:
+            raise DataError(f"no aligned policy {policy!r}: the dataset has {', '.join(self.policy_names)}")
+        p = self.policies[policy]
+        return p.features[:, 0], p.toxic[:, 0], [t[0] for t in p.texts]
 
     def standardiser(self, train_prompts) -> tuple[np.ndarray, np.ndarray]:
         """(mean, scale) of every completion's features over the training prompts
@@ -273,29 +302,30 @@ class DetoxDataset:
 
         return fit_standardisation(self.features[train_prompts].reshape(-1, self.dim))
 
-    def pairs(self, prompts, mean, scale) -> tuple[PreferencePairs, int]:
-        """Pairs (chosen = aligned, rejected = base) of ``prompts`` in standardised features.
+    def pairs(self, prompts, mean, scale, policy: str = "sir") -> tuple[PreferencePairs, int]:
+        """Pairs (chosen = ``policy``'s aligned completion (:meth:`aligned`), rejected = base) of
+        ``prompts`` in standardised features.
 
         Pairs whose two completions have the same text carry no preference and are dropped; so are
         later copies of an identical (chosen, rejected) feature pair. Returns (pairs, number dropped).
         """
         prompts = np.asarray(prompts)
+        feats, toxic, texts = self.aligned(policy)
         keep, seen = [], set()
         for i in prompts:
-            a = int(self.aligned_index[i])
-            if self.texts and self.texts[i][a] == self.texts[i][0]:
+            if texts and texts[i] == self.texts[i][0]:
                 continue
-            key = (self.texts[i][a], self.texts[i][0]) if self.texts else (int(i),)
+            key = (texts[i], self.texts[i][0]) if texts else (int(i),)
             if key in seen:
                 continue
             seen.add(key)
             keep.append(int(i))
         keep = np.array(keep, dtype=np.int64)
-        chosen = (self.features[keep, self.aligned_index[keep]] - mean) / scale
+        chosen = (feats[keep] - mean) / scale
         rejected = (self.features[keep, 0] - mean) / scale
         from fairl_opt.pairs import pair_kinds
 
-        kinds = pair_kinds(self.toxic[keep, 0], self.toxic[keep, self.aligned_index[keep]])
+        kinds = pair_kinds(self.toxic[keep, 0], toxic[keep])
         return PreferencePairs(chosen, rejected, kinds=kinds, prompt_ids=keep), len(prompts) - len(keep)
 
 

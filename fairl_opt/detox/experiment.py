@@ -71,7 +71,8 @@ METHODS = {
 }
 QUICK_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "mm-lp", "fa-mm-lp", "maxent", "fa-maxent")
 ABLATION_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "maxent", "fa-maxent")
-ABLATION_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3)
+ABLATION_METRICS = ("roc_auc", "starc", "heldout_pair_accuracy", "starc_implicit")
+ABLATION_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
 #: Failures are the training pairs the current reward misranks or nearly ties (lowest 10 % of
 #: normalised margins); out-of-fold mining (5 prompt-level folds, one refit per fold and round) only in
 #: the "(out-of-fold)" variants.
@@ -90,7 +91,8 @@ def split_seeds(seed: int, split: int) -> dict:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}")
     base = int(seed) * 1_000_003 + int(split)
     return {"base": base, "ablation": base + ABLATION_SEED_OFFSET}
-METRICS = ("heldout_pair_accuracy", "accuracy", "f1", "roc_auc", "starc", "bok_toxic_rate", "bok_mean_r_star")
+METRICS = ("heldout_pair_accuracy", "accuracy", "f1", "roc_auc", "starc", "bok_toxic_rate", "bok_mean_r_star",
+           "roc_auc_challenge", "roc_auc_other", "starc_implicit")
 
 
 def _estimator(row: str, seed: int, chosen: dict | None = None):
@@ -178,20 +180,20 @@ def _mean_sd(values) -> dict:
 def _load(data, max_prompts: int | None) -> DetoxDataset:
     ds = DetoxDataset.load(data)
     if max_prompts is not None and max_prompts < ds.n_prompts:
-        keep = np.arange(max_prompts)
-        ds = DetoxDataset(ds.features[keep], ds.r_star[keep], ds.toxic[keep], ds.aligned_index[keep],
-                          ds.test_masks[:, keep], [ds.texts[i] for i in keep], ds.prompts[:max_prompts],
-                          ds.families[:max_prompts], ds.manifest)
+        ds = ds.subset(np.arange(max_prompts))
     return ds
 
 
-def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say, seed: int = 0) -> dict:
-    """Everything for split ``s``: sizes, reference policies, selection, one row per method, geometry
-    and the ablation rows; every random stream is seeded from :func:`split_seeds` ``(seed, s)``."""
+def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say, seed: int = 0,
+              policy: str = "sir") -> dict:
+    """Everything for split ``s`` with the pairs of aligned policy ``policy``: sizes, reference
+    policies, selection, one row per method, geometry and the ablation rows; every random stream is
+    seeded from :func:`split_seeds` ``(seed, s)`` (the same for every policy: paired comparisons)."""
     seeds = split_seeds(seed, s)
-    split = Split(ds, ds.test_masks[s])
+    split = Split(ds, ds.test_masks[s], policy)
     counts = {str(k): int((split.train.kinds == k).sum()) for k in np.unique(split.train.kinds)}
-    out = {"size": {"split": s, "train_prompts": int(split.train_prompts.size),
+    out = {"policy": policy, "implicit": split.implicit_reference(),
+           "size": {"split": s, "policy": policy, "train_prompts": int(split.train_prompts.size),
                     "test_prompts": int(split.test_prompts.size), "train_pairs": split.train.n_pairs,
                     "test_pairs": split.test.n_pairs, "dropped_identical_or_duplicate":
                     split.train_dropped + split.test_dropped, "train_kinds": counts},
@@ -212,7 +214,7 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say,
         seconds = time.perf_counter() - t0
         metrics = split.evaluate(model.theta_)
         rounds = len(model.history_) - 1 if get_method(METHODS[method][0]).failure_aware else 0
-        out["rows"].append({"split": s, "method": method, "seconds": seconds, "rounds": rounds,
+        out["rows"].append({"split": s, "policy": policy, "method": method, "seconds": seconds, "rounds": rounds,
                             "gap": model.certificate_.relative_gap,
                             "tightened_at_bound": _tightened_at_bound(model), **metrics})
         say(f"{method:<34} pair acc {metrics['heldout_pair_accuracy']:.3f}  ROC-AUC {metrics['roc_auc']:.3f}  "
@@ -233,9 +235,8 @@ def run_split(ds: DetoxDataset, s: int, methods, fractions, geometry: bool, say,
         sub = split.train.subset(_ablation_subset(split, fraction, size, rng))
         for method in ABLATION_METHODS:
             m = split.evaluate(_estimator(method, seed=seeds["base"], chosen=chosen).fit(sub).theta_)
-            out["ablation"].append({"split": s, "fraction": fraction, "size": size, "method": method,
-                                    "roc_auc": m["roc_auc"], "starc": m["starc"],
-                                    "heldout_pair_accuracy": m["heldout_pair_accuracy"]})
+            out["ablation"].append({"split": s, "policy": policy, "fraction": fraction, "size": size, "method": method,
+                                    **{k: m[k] for k in ABLATION_METRICS}})
     say(f"ablation: {len(fractions)} fractions × {len(ABLATION_METHODS)} methods, {size} pairs each")
     return out
 
@@ -258,17 +259,18 @@ def _one_blas_thread():
     return threadpool_limits(limits=1)
 
 
-def _run_split_pinned(ds, s, methods, fractions, geometry, progress, seed):
+def _run_split_pinned(ds, s, methods, fractions, geometry, progress, seed, policy="sir"):
     with _one_blas_thread():
-        return run_split(ds, s, methods, fractions, geometry, _printer(f"[split {s}] ", progress), seed=seed)
+        return run_split(ds, s, methods, fractions, geometry, _printer(f"[{policy} split {s}] ", progress),
+                         seed=seed, policy=policy)
 
 
 def _split_worker(args):
     from fairl_opt._progress import configure_logging
 
-    data, max_prompts, s, methods, fractions, geometry, progress, seed = args
+    data, max_prompts, s, methods, fractions, geometry, progress, seed, policy = args
     configure_logging(quiet=not progress)  # a spawned process starts without the parent's logging
-    return _run_split_pinned(_load(data, max_prompts), s, methods, fractions, geometry, progress, seed)
+    return _run_split_pinned(_load(data, max_prompts), s, methods, fractions, geometry, progress, seed, policy)
 
 
 def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, progress: bool = True,
@@ -285,29 +287,38 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
     ds = _load(data, max_prompts)
     n_splits = min(2, ds.test_masks.shape[0]) if quick else ds.test_masks.shape[0]
     methods = QUICK_METHODS if quick else tuple(METHODS)
-    fractions = ABLATION_FRACTIONS[1::2] if quick else ABLATION_FRACTIONS
-    if workers > 1 and n_splits > 1:
-        import multiprocessing as mp
+    fractions = (ABLATION_FRACTIONS[0], ABLATION_FRACTIONS[-1]) if quick else ABLATION_FRACTIONS
+    policies = ds.policy_names
+    tasks = [(p, s) for p in policies for s in range(n_splits)]
+    parts = []
+    with progress_bar(len(tasks), "detox splits", "split", enabled=progress) as bar:
+        if workers > 1 and len(tasks) > 1:
+            import multiprocessing as mp
 
-        jobs = [(data, max_prompts, s, methods, fractions, geometry, progress, seed) for s in range(n_splits)]
-        with mp.get_context("spawn").Pool(min(workers, n_splits)) as pool, \
-                progress_bar(n_splits, "detox splits", "split", enabled=progress) as bar:
-            parts = []
-            for part in pool.imap(_split_worker, jobs, chunksize=1):  # in split order
-                parts.append(part)
+            jobs = [(data, max_prompts, s, methods, fractions, geometry, progress, seed, p) for p, s in tasks]
+            with mp.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+                for part in pool.imap(_split_worker, jobs, chunksize=1):  # in task order
+                    parts.append(part)
+                    bar.update(1)
+        else:
+            for p, s in tasks:
+                parts.append(_run_split_pinned(ds, s, methods, fractions, geometry, progress, seed, p))
                 bar.update(1)
-    else:
-        parts = []
-        with progress_bar(n_splits, "detox splits", "split", enabled=progress) as bar:
-            for s in range(n_splits):
-                parts.append(_run_split_pinned(ds, s, methods, fractions, geometry, progress, seed))
-                bar.update(1)
-    rows = [r for p in parts for r in p["rows"]]
-    ablation = [a for p in parts for a in p["ablation"]]
-    geo = [p["geo"] for p in parts if p["geo"] is not None]
-    summary = _summarise(ds, rows, [p["ref"] for p in parts], geo, ablation, [p["size"] for p in parts],
-                         methods, fractions, n_splits, quick, seed)
-    summary["selection"] = [p["selection"] for p in parts]
+    by_policy = {}
+    for policy in policies:
+        mine = [q for q in parts if q["policy"] == policy]
+        rows = [r for q in mine for r in q["rows"]]
+        ablation = [a for q in mine for a in q["ablation"]]
+        geo = [q["geo"] for q in mine if q["geo"] is not None]
+        by_policy[policy] = _summarise_policy(rows, [q["ref"] for q in mine], geo, ablation,
+                                              [q["size"] for q in mine], methods, fractions)
+        by_policy[policy]["selection"] = [q["selection"] for q in mine]
+        implicit = [q["implicit"] for q in mine if q["implicit"] is not None]
+        by_policy[policy]["implicit_reference"] = (
+            {"policy": implicit[0]["policy"], "completions_per_split": implicit[0]["completions"],
+             "starc_r_star_vs_implicit": _mean_sd([x["starc_r_star_vs_implicit"] for x in implicit])}
+            if implicit else None)
+    summary = _summarise(ds, by_policy, methods, fractions, n_splits, quick, seed)
     summary["workers"] = workers
     summary["seconds"] = time.perf_counter() - start
     from fairl_opt.detox.report import write_report
@@ -321,10 +332,13 @@ def paired_differences(rows, method: str, versus: str) -> dict:
     """Per metric, mean ± sd over splits of (``method`` − ``versus``) on the same split."""
     by_split = {r["split"]: r for r in rows if r["method"] == versus}
     mine = [r for r in rows if r["method"] == method and r["split"] in by_split]
-    return {m: _mean_sd([r[m] - by_split[r["split"]][m] for r in mine]) for m in METRICS}
+    return {m: _mean_sd([r[m] - by_split[r["split"]][m] for r in mine
+                         if r[m] is not None and by_split[r["split"]][m] is not None]) for m in METRICS}
 
 
-def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_splits, quick, seed=0) -> dict:
+def _summarise_policy(rows, refs, geo, ablation, sizes, methods, fractions) -> dict:
+    """One aligned policy's part of the summary: the method table, FA − standard paired differences,
+    reference policies, geometry and ablation (each mean ± sd over splits)."""
     table = {}
     for method in methods:
         group = [r for r in rows if r["method"] == method]
@@ -339,13 +353,18 @@ def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_split
         if base == method or base not in methods:
             continue
         paired[method] = {"versus": base, "difference": paired_differences(rows, method, base)}
-    abl = {}
+    abl, abl_diff = {}, {}
     for method in ABLATION_METHODS:
-        abl[method] = {}
+        abl[method], abl_diff[method] = {}, {}
+        base = _standard(method)
         for f in fractions:
             group = [a for a in ablation if a["method"] == method and a["fraction"] == f]
-            abl[method][str(f)] = {m: _mean_sd([a[m] for a in group]) for m in ("roc_auc", "starc",
-                                                                                  "heldout_pair_accuracy")}
+            abl[method][str(f)] = {m: _mean_sd([a[m] for a in group]) for m in ABLATION_METRICS}
+            if base != method:
+                ref = {a["split"]: a for a in ablation if a["method"] == base and a["fraction"] == f}
+                abl_diff[method][str(f)] = {m: _mean_sd([a[m] - ref[a["split"]][m] for a in group
+                                                         if a[m] is not None and ref[a["split"]][m] is not None])
+                                            for m in ABLATION_METRICS}
     geometry = None
     if geo:
         geometry = {k: _mean_sd([g[k] for g in geo]) for k in ("volume_ratio", "chebyshev_standard", "chebyshev_fa",
@@ -353,18 +372,25 @@ def _summarise(ds, rows, refs, geo, ablation, sizes, methods, fractions, n_split
                                                                "pairs_kept", "seconds")}
         geometry["per_split"] = geo
         geometry["dim"] = GEOMETRY_DIM
+    return {"methods": list(methods), "table": table, "fa_minus_standard": paired, "references": references,
+            "sizes": sizes, "geometry": geometry,
+            "ablation": {"fractions": list(fractions), "methods": list(ABLATION_METHODS), "table": abl,
+                         "fa_minus_standard": {m: v for m, v in abl_diff.items() if v}, "rows": ablation},
+            "rows": rows}
+
+
+def _summarise(ds, by_policy, methods, fractions, n_splits, quick, seed=0) -> dict:
     man = ds.manifest
     return {
         "dataset": {k: man.get(k) for k in ("dataset", "n_prompts", "K", "beta", "seed", "rates", "cost",
                                             "generator", "feature_model", "ground_truth", "families")},
+        "policies": {name: {k: p.meta[k] for k in ("model", "samples", "rates", "implicit_reward", "cost")}
+                     for name, p in ds.policies.items()},
         "n_prompts_used": ds.n_prompts,
         "quick": quick, "n_splits": n_splits, "seed": int(seed),
         "seeds": [split_seeds(seed, s)["base"] for s in range(n_splits)],
-        "options": OPTIONS, "fa_options": FA_OPTIONS, "sizes": sizes,
-        "methods": list(methods), "table": table, "fa_minus_standard": paired, "references": references,
-        "geometry": geometry, "ablation": {"fractions": list(fractions), "methods": list(ABLATION_METHODS),
-                                            "table": abl, "rows": ablation},
-        "rows": rows,
+        "options": OPTIONS, "fa_options": FA_OPTIONS, "methods": list(methods),
+        "by_policy": by_policy,
     }
 
 

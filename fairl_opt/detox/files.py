@@ -17,7 +17,7 @@ DATA_FILES = ("prompts.jsonl", "completions.jsonl", "arrays.npz")
 #: Keys every manifest.json has (written by :func:`write_dataset`); :data:`MANIFEST_OPTIONAL` may appear too.
 MANIFEST_KEYS = ("dataset", "created", "n_prompts", "K", "beta", "seed", "n_splits", "test_fraction",
                  "families", "generator", "feature_model", "ground_truth", "rates", "cost", "versions", "files")
-MANIFEST_OPTIONAL = ("prompt_source", "aligned_policy")
+MANIFEST_OPTIONAL = ("prompt_source", "aligned_policy", "policies")
 #: Arrays of arrays.npz.
 ARRAY_KEYS = ("features", "r_star", "p_offensive", "toxic", "aligned_index", "test_masks")
 
@@ -113,6 +113,22 @@ def check_arrays(path: Path, manifest: dict) -> dict:
         bad = ~np.isfinite(arrays[key])
         if bad.any():
             raise DataError(f"{path}: {key} of prompt {_first_bad(bad)} is not finite")
+    check_labels(path, arrays, manifest)
+    aligned = arrays["aligned_index"]
+    if ((aligned < 1) | (aligned > k1 - 1)).any():
+        i = _first_bad((aligned < 1) | (aligned > k1 - 1))
+        raise DataError(f"{path}: aligned_index of prompt {i} is {int(aligned[i])}, must lie in 1..K = 1..{k1 - 1}")
+    masks = arrays["test_masks"]
+    counts = masks.sum(axis=1)
+    if ((counts == 0) | (counts == n)).any():
+        s = int(np.flatnonzero((counts == 0) | (counts == n))[0])
+        raise DataError(f"{path}: test_masks split {s} has {int(counts[s])} test prompts of {n} "
+                        "(needs both training and test prompts)")
+    return arrays
+
+
+def check_labels(path: Path, arrays: dict, manifest: dict) -> None:
+    """p_offensive in [0, 1], toxic = p > the manifest's threshold and r* = logit(1 − p), row by row."""
     p = arrays["p_offensive"]
     if ((p < 0) | (p > 1)).any():
         i = _first_bad((p < 0) | (p > 1))
@@ -126,17 +142,6 @@ def check_arrays(path: Path, manifest: dict) -> dict:
     wrong = ~np.isclose(arrays["r_star"], reward_from_probability(p), rtol=1e-6, atol=1e-6)
     if wrong.any():
         raise DataError(f"{path}: r_star of prompt {_first_bad(wrong)} is not logit(1 - p_offensive)")
-    aligned = arrays["aligned_index"]
-    if ((aligned < 1) | (aligned > k1 - 1)).any():
-        i = _first_bad((aligned < 1) | (aligned > k1 - 1))
-        raise DataError(f"{path}: aligned_index of prompt {i} is {int(aligned[i])}, must lie in 1..K = 1..{k1 - 1}")
-    masks = arrays["test_masks"]
-    counts = masks.sum(axis=1)
-    if ((counts == 0) | (counts == n)).any():
-        s = int(np.flatnonzero((counts == 0) | (counts == n))[0])
-        raise DataError(f"{path}: test_masks split {s} has {int(counts[s])} test prompts of {n} "
-                        "(needs both training and test prompts)")
-    return arrays
 
 
 def read_prompts(path: Path, n: int) -> tuple[list, list]:
@@ -195,4 +200,32 @@ def read_completions(path: Path, n: int, k1: int, arrays: dict) -> list:
         if any(t is None for t in row):
             lacking = [j for j, t in enumerate(row) if t is None]
             raise DataError(f"{path}: prompt {i} is incomplete: no sample(s) {lacking} (needs base + K = {k1})")
+    return texts
+
+
+def read_rows(path: Path, n: int, s: int, arrays: dict) -> list:
+    """Texts [n][s] of an added policy's completions.jsonl (:mod:`fairl_opt.detox.policy`): every
+    (prompt, sample) exactly once, its r* and toxic label those of the policy's arrays.npz."""
+    from fairl_opt.detox.prompts import iter_jsonl
+
+    keys = {"prompt_id", "sample", "text", "p_offensive", "r_star", "toxic"}
+    texts = [[None] * s for _ in range(n)]
+    for lineno, obj in iter_jsonl(path, "completions file"):
+        if not isinstance(obj, dict) or set(obj) != keys:
+            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise DataError(f"{path}:{lineno}: expected an object with keys {', '.join(sorted(keys))}; got {got}")
+        i, j = obj["prompt_id"], obj["sample"]
+        if not (_is_int(i) and 0 <= i < n and _is_int(j) and 0 <= j < s):
+            raise DataError(f"{path}:{lineno}: prompt_id {i!r} / sample {j!r} out of range 0..{n - 1} / 0..{s - 1}")
+        if texts[i][j] is not None:
+            raise DataError(f"{path}:{lineno}: prompt {i} sample {j} appears twice")
+        if not isinstance(obj["text"], str):
+            raise DataError(f"{path}:{lineno}: text must be a string, got {type(obj['text']).__name__}")
+        if obj["toxic"] is not bool(arrays["toxic"][i, j]) or not isinstance(obj["r_star"], (int, float)) \
+                or not abs(obj["r_star"] - float(arrays["r_star"][i, j])) <= 1e-5:
+            raise DataError(f"{path}:{lineno}: prompt {i} sample {j}: r_star / toxic disagree with arrays.npz")
+        texts[i][j] = obj["text"]
+    for i, row in enumerate(texts):
+        if any(t is None for t in row):
+            raise DataError(f"{path}: prompt {i} is incomplete: {row.count(None)} of its {s} samples missing")
     return texts

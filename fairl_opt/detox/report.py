@@ -16,7 +16,13 @@ COLUMNS = {
     "starc": ("STARC↓", -1),
     "bok_toxic_rate": ("BoK toxic↓", -1),
     "bok_mean_r_star": ("BoK mean r*", +1),
+    "roc_auc_challenge": ("ROC-AUC challenge", +1),
+    "roc_auc_other": ("ROC-AUC other", +1),
+    "starc_implicit": ("STARC to implicit↓", -1),
 }
+#: Columns of the main table (the others are in the "where FA helps" section).
+MAIN = ("heldout_pair_accuracy", "accuracy", "f1", "roc_auc", "starc", "starc_implicit", "bok_toxic_rate",
+        "bok_mean_r_star")
 
 
 def _cell(stat: dict, digits: int = 3) -> str:
@@ -37,7 +43,7 @@ def verdict(diff: dict, sign: int) -> str:
 
 
 def main_table(summary: dict) -> str:
-    cols = list(COLUMNS)
+    cols = [c for c in MAIN if any(summary["table"][m][c]["n"] for m in summary["methods"])]
     lines = ["| method | " + " | ".join(COLUMNS[c][0] for c in cols) + " | fit s | FA rounds |",
              "|---|" + "---|" * (len(cols) + 2)]
     for method in summary["methods"]:
@@ -48,7 +54,8 @@ def main_table(summary: dict) -> str:
 
 
 def difference_table(summary: dict) -> tuple[str, list[str]]:
-    cols = ["heldout_pair_accuracy", "roc_auc", "starc", "bok_toxic_rate"]
+    cols = [c for c in ("heldout_pair_accuracy", "roc_auc", "starc", "starc_implicit", "bok_toxic_rate")
+            if any(e["difference"][c]["n"] for e in summary["fa_minus_standard"].values())]
     lines = ["| FA method | versus | " + " | ".join(f"Δ {COLUMNS[c][0]}" for c in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     plain = []
@@ -81,7 +88,7 @@ def difference_table(summary: dict) -> tuple[str, list[str]]:
     return "\n".join(lines), plain
 
 
-def _figures(summary: dict, out: Path) -> list[str]:
+def _figures(summary: dict, out: Path, tag: str = "") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,9 +113,9 @@ def _figures(summary: dict, out: Path) -> list[str]:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Ablation: training sets of fixed size, mean ± sd over {summary['n_splits']} splits")
     fig.tight_layout()
-    fig.savefig(out / "ablation_tnt_fraction.png", dpi=110)
+    fig.savefig(out / f"ablation_tnt_fraction{tag}.png", dpi=110)
     plt.close(fig)
-    names.append("ablation_tnt_fraction.png")
+    names.append(f"ablation_tnt_fraction{tag}.png")
 
     fig, ax = plt.subplots(figsize=(9, 4))
     labels, means, sds, colors = [], [], [], []
@@ -129,22 +136,184 @@ def _figures(summary: dict, out: Path) -> list[str]:
     ax.set_ylabel("toxic rate (held-out prompts)")
     ax.set_title(f"Re-alignment: best-of-{summary['dataset']['K']} with each recovered reward")
     fig.tight_layout()
-    fig.savefig(out / "realignment_toxicity.png", dpi=110)
+    fig.savefig(out / f"realignment_toxicity{tag}.png", dpi=110)
     plt.close(fig)
-    names.append("realignment_toxicity.png")
+    names.append(f"realignment_toxicity{tag}.png")
     return names
 
 
+POLICY_TITLES = {"sir": "the SIR optimum (K candidates resampled ∝ exp(r*/β): the exact KL-regularised optimum)"}
+
+
+def _view(summary: dict, policy: str) -> dict:
+    """The summary as one policy's report sees it: the shared keys plus that policy's part."""
+    return {**summary, **summary["by_policy"][policy]}
+
+
+def _data_lines(summary: dict) -> list[str]:
+    ds = summary["dataset"]
+    rates = ds["rates"]
+    fams = ds["families"] or {}
+    by_family = rates.get("base_toxic_by_family", {})
+    lines = [
+        f"- {summary['n_prompts_used']} prompts ({', '.join(f'{k}: {v}' for k, v in fams.items())}), "
+        f"{ds['K'] + 1} completions each: sample 0 from the base policy π₀ = {ds['generator']['name']} "
+        f"(raw continuation, temperature 1, top-p 1, {ds['generator']['sampling']['max_new_tokens']} new tokens), "
+        f"K = {ds['K']} candidates, SIR aligned = one candidate drawn ∝ exp(r*/β), β = {ds['beta']}.",
+        f"- Ground truth r*(y) = logit(1 − p_offensive(y)) from `{ds['ground_truth']['scorer']}`; toxic when "
+        f"p > {ds['ground_truth']['toxic_threshold']}. Toxicity rates over all prompts: base "
+        f"{rates['base_toxic']:.3f}" + (" (" + ", ".join(f"{k} {v:.3f}" for k, v in by_family.items()) + ")"
+                                         if by_family else "")
+        + f", candidates {rates['candidates_toxic']:.3f}, SIR aligned {rates['aligned_toxic']:.3f}, "
+        f"best-of-K by r* {rates['best_of_K_r_star_toxic']:.3f}.",
+    ]
+    for name, pol in summary.get("policies", {}).items():
+        imp = pol.get("implicit_reward")
+        model = pol["model"]
+        lines.append(
+            f"- Trained aligned policy `{name}`: {model['name']} ({model.get('peft_type') or 'model'} on "
+            f"{(model.get('base') or {}).get('name', '—')}), {pol['samples']} sample(s) per prompt with the base "
+            f"completions' sampling settings and seeds; toxic {pol['rates']['toxic']:.3f} ("
+            + ", ".join(f"{k} {v:.3f}" for k, v in pol["rates"]["toxic_by_family"].items()) + ")"
+            + (f"; its implicit reward β·log π_θ/π_ref (β = {imp['beta']:g}) is scored on {imp['computed_on']}"
+               if imp else "") + ".")
+    lines += [
+        f"- Features: {ds['feature_model']['name']} mean-pooled last hidden state of the completion "
+        f"(d = {ds['feature_model']['dim']}), standardised on each split's training prompts (the same for "
+        "every policy; the held-out completions judged are the same too).",
+        f"- Generation cost: {ds['cost']['generate_seconds']:.0f} s sampling + {ds['cost']['embed_seconds']:.0f} s "
+        f"embedding with {ds['cost']['workers']} worker process(es) on {ds['cost']['machine']}"
+        + "".join(f"; policy {n}: {p['cost']['generate_seconds']:.0f} s sampling, {p['cost']['embed_seconds']:.0f} s "
+                  f"embedding, {p['cost']['implicit_seconds']:.0f} s implicit reward"
+                  for n, p in summary.get("policies", {}).items()) + ".",
+        f"- {summary['n_splits']} random prompt-level splits (stored in the dataset); the run's random draws "
+        f"(validation folds, FA folds, hit-and-run, ablation subsets) use seed {summary.get('seed', 0)}, per-split "
+        f"seeds {summary['seeds']}, the same for every policy (paired comparisons).",
+        "- Programs: soft-margin C (MM-QP, MM-LP) and MaxEnt λ chosen per split and policy from a grid by 3-fold "
+        "prompt-level validation on the training prompts (criterion: validation ROC-AUC); FA variants use "
+        "their standard method's value. FA: "
+        f"failures = misranked or lowest-{summary['fa_options']['near_tie_quantile']:.0%} normalised training "
+        f"margins, ≤ {summary['fa_options']['max_rounds']} rounds, margin step {summary['fa_options']['margin_step']}, "
+        f"up-weight {summary['fa_options']['upweight']}; every fit certified (relative gap ≤ 1e-6).",
+    ]
+    return lines
+
+
+def _policy_section(view: dict, policy: str, figures: list[str]) -> list[str]:
+    size0 = view["sizes"][0]
+    diff_table, plain = difference_table(view)
+    title = POLICY_TITLES.get(policy, f"the trained model `{policy}` (its own samples ≻ base)")
+    lines = [
+        f"## Aligned policy `{policy}`: {title}", "",
+        f"Split 0: {size0['train_pairs']} training pairs {size0['train_kinds']}, {size0['test_pairs']} test pairs, "
+        f"{size0['test_prompts']} test prompts ({size0['dropped_identical_or_duplicate']} pairs with identical "
+        "texts or duplicate features dropped). Regularisation chosen: "
+        + "; ".join(f"split {x['split']}: " + ", ".join(f"{m} {p} = {v:g}" for m, d in x["chosen"].items()
+                                                          for p, v in d.items())
+                    for x in view.get("selection", [])) + ".", "",
+        "### Main table (held-out prompts, mean ± sd over splits)", "",
+        main_table(view), "", "Reference policies on the same held-out prompts:", "",
+        "| policy | toxic rate↓ | mean r* |", "|---|---|---|",
+    ]
+    for name, stat in view["references"].items():
+        lines.append(f"| {name} | {_cell(stat['bok_toxic_rate'])} | {_cell(stat['bok_mean_r_star'])} |")
+    imp = view.get("implicit_reference")
+    if imp:
+        lines += ["", f"The trained model `{imp['policy']}`'s implicit reward vs r* on the same completions: STARC "
+                      f"{_cell(imp['starc_r_star_vs_implicit'])} ({imp['completions_per_split']} held-out completions "
+                      "per split: base, SIR-aligned and its own sample of each test prompt)."]
+    lines += ["", f"![re-alignment]({figures[1]})", "",
+              "### FA − standard, paired on the same split", "",
+              "A difference counts as better or worse only when its mean exceeds its sd over splits.", "",
+              diff_table, ""]
+    lines += [f"- {p}" for p in plain]
+    geo = view.get("geometry")
+    if geo:
+        lines += [
+            "", "### Ambiguity of the feasible set (max-margin)", "",
+            f"In the top-{geo['dim']} principal components of the training completions, on the training pairs "
+            "the soft standard reward ranks correctly (a separable set), the standard hard-margin feasible set "
+            "F_std and the FA set F_FA after the FA rounds (convention of `fairl_opt.geometry`: ‖θ‖ ≤ 1, "
+            "Δθ ≥ ρm).", "",
+            "| quantity | mean ± sd over splits |", "|---|---|",
+            f"| pairs kept | {_cell(geo['pairs_kept'], 0)} |",
+            f"| volume ratio vol(F_FA)/vol(F_std) | {_cell(geo['volume_ratio'], 4)} |",
+            f"| Chebyshev radius F_std | {_cell(geo['chebyshev_standard'], 4)} |",
+            f"| Chebyshev radius F_FA | {_cell(geo['chebyshev_fa'], 4)} |",
+            f"| mean reward-interval width F_std (200 held-out completions) | {_cell(geo['interval_width_standard'])} |",
+            f"| mean reward-interval width F_FA | {_cell(geo['interval_width_fa'])} |",
+            f"| seconds per split | {_cell(geo['seconds'], 1)} |",
+        ]
+    abl = view["ablation"]
+    lines += ["", "### Ablation: fraction of T→NT pairs in training", "",
+              f"Training sets of {abl['rows'][0]['size']} pairs (split 0) drawn from each split's training pairs with a "
+              "fixed fraction of T→NT pairs; held-out ROC-AUC and STARC to r*, mean ± sd over splits.", "",
+              "| method | " + " | ".join(f"{f} ROC-AUC" for f in abl["fractions"]) + " | "
+              + " | ".join(f"{f} STARC" for f in abl["fractions"]) + " |",
+              "|---|" + "---|" * (2 * len(abl["fractions"]))]
+    for method in abl["methods"]:
+        t = abl["table"][method]
+        lines.append(f"| {method} | " + " | ".join(_cell(t[str(f)]["roc_auc"]) for f in abl["fractions"]) + " | "
+                     + " | ".join(_cell(t[str(f)]["starc"]) for f in abl["fractions"]) + " |")
+    lines += ["", f"![ablation]({figures[0]})", "", ablation_headline(view), ""]
+    return lines
+
+
+#: (FA method, its standard) pairs of the "where FA helps" section.
+HELPS = ("fa-maxent", "fa-maxent (out-of-fold)", "fa-mm-qp (slack ×2)", "fa-mm-lp (slack ×2)", "fa-mm-qp")
+
+
+def helps_section(summary: dict) -> list[str]:
+    """Where FA helps and where it hurts: paired FA − standard differences over splits, by aligned
+    policy, by prompt family (challenge vs the others), against r* and the implicit reward, and along
+    the T→NT-fraction ablation; every cell mean ± sd over splits with its verdict."""
+    cols = ("roc_auc", "roc_auc_challenge", "roc_auc_other", "starc", "starc_implicit", "bok_toxic_rate")
+    lines = ["## Where FA helps and where it hurts", "",
+             "Paired differences FA − standard on the same split (mean ± sd over splits; better / worse only when "
+             "the mean exceeds one sd). Rows: aligned policy × FA method; columns: held-out ROC-AUC on all, on "
+             "challenge-family and on the other prompts' completions, STARC to r* and to the trained model's "
+             "implicit reward, best-of-K toxicity.", "",
+             "| policy | FA method | " + " | ".join(f"Δ {COLUMNS[c][0]}" for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    counts = {"better": 0, "worse": 0, "no clear difference": 0}
+    for policy, part in summary["by_policy"].items():
+        for method in HELPS:
+            entry = part["fa_minus_standard"].get(method)
+            if entry is None:
+                continue
+            cells = []
+            for c in cols:
+                d = entry["difference"][c]
+                v = verdict(d, COLUMNS[c][1])
+                counts[v] = counts.get(v, 0) + (v in counts)
+                cells.append("—" if d["n"] == 0 else f"{_cell(d)} ({v})")
+            lines.append(f"| {policy} | {method} vs {entry['versus']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Of these {sum(counts.values())} comparisons FA is better in {counts['better']}, worse in "
+                  f"{counts['worse']} and not clearly different in {counts['no clear difference']}.", "",
+              "Along the T→NT-fraction ablation (Δ held-out ROC-AUC, FA − standard, paired):", "",
+              "| policy | FA method | " + " | ".join(f"{f}" for f in summary["by_policy"][next(iter(
+                  summary["by_policy"]))]["ablation"]["fractions"]) + " |"]
+    fr = summary["by_policy"][next(iter(summary["by_policy"]))]["ablation"]["fractions"]
+    lines.append("|---|---|" + "---|" * len(fr))
+    for policy, part in summary["by_policy"].items():
+        for method, by_f in part["ablation"]["fa_minus_standard"].items():
+            lines.append(f"| {policy} | {method} | " + " | ".join(
+                f"{_cell(by_f[str(f)]['roc_auc'])} ({verdict(by_f[str(f)]['roc_auc'], +1)})" for f in fr) + " |")
+    lines += ["", "Why (proofs/T12_when_fa_helps.md): with a correctly specified linear reward the Bradley–Terry "
+                  "MLE (MaxEnt) is consistent and efficient, so no re-weighting of failures can lower its "
+                  "asymptotic variance, and FA's weights, which depend on each pair's order, make it inconsistent; "
+                  "soft-margin tightening cannot move θ at all (proofs/T10). The planted well-specified and "
+                  "misspecified regimes and label noise are measured by `python -m benchmarks.fa_theory` "
+                  "(BENCHMARKS.md), not in this run.", ""]
+    return lines
+
+
 def write_report(summary: dict, out) -> Path:
-    """Write the three artefacts to ``out`` (created); returns the report path."""
+    """Write ``report.md``, ``summary.json`` and the figures (one set per aligned policy) to ``out``
+    (created); returns the report path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=1) + "\n")
-    figures = _figures(summary, out)
-    ds = summary["dataset"]
-    rates = ds["rates"]
-    size0 = summary["sizes"][0]
-    diff_table, plain = difference_table(summary)
     lines = [
         "# Detox experiment: recovering r* from (aligned ≻ base) completion pairs",
         "",
@@ -154,99 +323,24 @@ def write_report(summary: dict, out) -> Path:
         "",
         "## Data",
         "",
-        f"- {summary['n_prompts_used']} prompts ({', '.join(f'{k}: {v}' for k, v in (ds['families'] or {}).items())}), "
-        f"{ds['K'] + 1} completions each: sample 0 from the base policy π₀ = {ds['generator']['name']} "
-        f"(raw continuation, temperature 1, top-p 1, {ds['generator']['sampling']['max_new_tokens']} new tokens), "
-        f"K = {ds['K']} candidates, aligned = SIR draw ∝ exp(r*/β), β = {ds['beta']}.",
-        f"- Ground truth r*(y) = logit(1 − p_offensive(y)) from `{ds['ground_truth']['scorer']}`; toxic when "
-        f"p > {ds['ground_truth']['toxic_threshold']}. Toxicity rates over all prompts: base "
-        f"{rates['base_toxic']:.3f}, candidates {rates['candidates_toxic']:.3f}, aligned {rates['aligned_toxic']:.3f}, "
-        f"best-of-K by r* {rates['best_of_K_r_star_toxic']:.3f}.",
-        f"- Features: {ds['feature_model']['name']} mean-pooled last hidden state of the completion "
-        f"(d = {ds['feature_model']['dim']}), standardised on each split's training prompts.",
-        f"- Generation cost: {ds['cost']['generate_seconds']:.0f} s sampling + {ds['cost']['embed_seconds']:.0f} s "
-        f"embedding with {ds['cost']['workers']} worker process(es) on {ds['cost']['machine']}.",
-        f"- {summary['n_splits']} random prompt-level splits (stored in the dataset); the run's random draws "
-        f"(validation folds, FA folds, hit-and-run, ablation subsets) use seed {summary.get('seed', 0)}, per-split "
-        f"seeds {summary['seeds']}; split 0: "
-        f"{size0['train_pairs']} training pairs {size0['train_kinds']}, {size0['test_pairs']} test pairs, "
-        f"{size0['test_prompts']} test prompts ({size0['dropped_identical_or_duplicate']} pairs with identical "
-        "texts or duplicate features dropped).",
-        "- Programs: soft-margin C (MM-QP, MM-LP) and MaxEnt λ chosen per split from a grid by 3-fold "
-        "prompt-level validation on the training prompts (criterion: validation ROC-AUC); FA variants use "
-        "their standard method's value. Chosen: "
-        + "; ".join(f"split {x['split']}: " + ", ".join(f"{m} {p} = {v:g}" for m, d in x["chosen"].items()
-                                                          for p, v in d.items())
-                    for x in summary.get("selection", []))
-        + ". FA: "
-        f"failures = misranked or lowest-{summary['fa_options']['near_tie_quantile']:.0%} normalised training "
-        f"margins, ≤ {summary['fa_options']['max_rounds']} rounds, margin step {summary['fa_options']['margin_step']}, "
-        f"up-weight {summary['fa_options']['upweight']}; every fit certified (relative gap ≤ 1e-6).",
+        *_data_lines(summary),
         "",
-        "## Main table (held-out prompts, mean ± sd over splits)",
-        "",
-        "pair acc: held-out (aligned ≻ base) pairs ranked right; accuracy/F1/ROC-AUC: the reward as a "
-        "toxicity detector on every held-out completion (toxic = positive class, predicted when the reward "
-        "is below a threshold fitted for F1 on training prompts; F1 of the toxic class; predicting 'never "
-        "toxic' would score accuracy 1 − toxic rate and F1 0); STARC: "
-        "distance to r* on held-out completions (0 = same reward up to shaping and scale); BoK: best-of-K "
-        "re-alignment with the recovered reward on held-out prompts — toxicity rate and mean r* of the picks.",
-        "",
-        main_table(summary),
-        "",
-        "Reference policies on the same held-out prompts:",
-        "",
-        "| policy | toxic rate↓ | mean r* |",
-        "|---|---|---|",
-    ]
-    for name, stat in summary["references"].items():
-        lines.append(f"| {name} | {_cell(stat['bok_toxic_rate'])} | {_cell(stat['bok_mean_r_star'])} |")
-    lines += [
-        "",
-        f"![re-alignment]({figures[1]})",
-        "",
-        "## Does failure-aware training help? (paired differences FA − standard, same split)",
-        "",
-        "A difference counts as better or worse only when its mean exceeds its sd over splits.",
-        "",
-        diff_table,
+        "Metrics — pair acc: held-out (aligned ≻ base) pairs ranked right; accuracy/F1/ROC-AUC: the reward as "
+        "a toxicity detector on every held-out completion (toxic = positive class, predicted when the reward "
+        "is below a threshold fitted for F1 on training prompts; F1 of the toxic class); STARC: distance to "
+        "r* on held-out completions (0 = same reward up to shaping and scale); STARC to implicit: the same "
+        "against the trained model's implicit reward; BoK: best-of-K re-alignment with the recovered reward "
+        "on held-out prompts — toxicity rate and mean r* of the picks.",
         "",
     ]
-    lines += [f"- {p}" for p in plain]
-    geo = summary.get("geometry")
-    if geo:
-        lines += [
-            "",
-            "## Ambiguity of the feasible set (max-margin)",
-            "",
-            f"In the top-{geo['dim']} principal components of the training completions, on the training pairs "
-            "the soft standard reward ranks correctly (a separable set), the standard hard-margin feasible set "
-            "F_std and the FA set F_FA after the FA rounds (convention of `fairl_opt.geometry`: ‖θ‖ ≤ 1, "
-            "Δθ ≥ ρm).",
-            "",
-            "| quantity | mean ± sd over splits |",
-            "|---|---|",
-            f"| pairs kept | {_cell(geo['pairs_kept'], 0)} |",
-            f"| volume ratio vol(F_FA)/vol(F_std) | {_cell(geo['volume_ratio'], 4)} |",
-            f"| Chebyshev radius F_std | {_cell(geo['chebyshev_standard'], 4)} |",
-            f"| Chebyshev radius F_FA | {_cell(geo['chebyshev_fa'], 4)} |",
-            f"| mean reward-interval width F_std (200 held-out completions) | {_cell(geo['interval_width_standard'])} |",
-            f"| mean reward-interval width F_FA | {_cell(geo['interval_width_fa'])} |",
-            f"| seconds per split | {_cell(geo['seconds'], 1)} |",
-        ]
-    abl = summary["ablation"]
-    lines += ["", "## Ablation: fraction of T→NT pairs in training", "",
-              f"Training sets of {abl['rows'][0]['size']} pairs (split 0) drawn from each split's training pairs with a "
-              "fixed fraction of T→NT pairs; held-out ROC-AUC and STARC, mean ± sd over splits.", "",
-              "| method | " + " | ".join(f"{f} ROC-AUC" for f in abl["fractions"]) + " | "
-              + " | ".join(f"{f} STARC" for f in abl["fractions"]) + " |",
-              "|---|" + "---|" * (2 * len(abl["fractions"]))]
-    for method in abl["methods"]:
-        t = abl["table"][method]
-        lines.append(f"| {method} | " + " | ".join(_cell(t[str(f)]["roc_auc"]) for f in abl["fractions"]) + " | "
-                     + " | ".join(_cell(t[str(f)]["starc"]) for f in abl["fractions"]) + " |")
-    lines += ["", f"![ablation]({figures[0]})", "", ablation_headline(summary), "",
-              f"Run time: {summary.get('seconds', 0):.0f} s with {summary.get('workers', 1)} worker process(es).", ""]
+    first = True
+    for policy in summary["by_policy"]:
+        tag = "" if first else f"_{policy}"
+        view = _view(summary, policy)
+        lines += _policy_section(view, policy, _figures(view, out, tag))
+        first = False
+    lines += helps_section(summary)
+    lines += [f"Run time: {summary.get('seconds', 0):.0f} s with {summary.get('workers', 1)} worker process(es).", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

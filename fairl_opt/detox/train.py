@@ -8,7 +8,7 @@ second copy). CPU, float32, one torch thread, no hub access, no telemetry, no re
 A GGUF base (``smollm2``) is dequantised to float32 when transformers loads it, but stays marked as
 quantised, which Trainer refuses to train: the marks are dropped, leaving the plain float32 model.
 
-Tokenization (:func:`encode`: training, the KL estimate and :func:`implicit_reward` share it): the
+Tokenization (:func:`encode`: training, the KL estimate and :func:`fairl_opt.detox.policy.implicit_reward` share it): the
 prompt (through the chat template with ``chat_template``) and prompt + completion are tokenized; the
 completion is what follows their common prefix (TRL's rule). Unlike TRL's default for plain text,
 **no EOS is appended**: detox completions are cut at ``max_new_tokens``, not ended, so log π(y|x) is
@@ -408,42 +408,3 @@ def write_figure(records, path: Path) -> Path | None:
     _atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
     return path
-
-
-def implicit_reward(model_spec_or_adapter_dir, prompts, completions, *, beta: float, batch_size: int = 8,
-                    chat_template: bool | None = None, max_length: int | None = None) -> np.ndarray:
-    """β·(log π_θ(y|x) − log π_ref(y|x)) for each (prompt, completion), the log-probabilities summed
-    over the completion's tokens; π_θ = the adapter model, π_ref = its base (adapter disabled): the DPO
-    model's own implicit reward. Tokenized as in training (:func:`encode`); ``chat_template`` and
-    ``max_length`` default to the adapter's provenance.json (else raw text, no cut).
-
-    Raises
-    ------
-    DataError
-        Not an adapter, empty lists or lists of two lengths, β ≤ 0, or a row without tokens.
-    """
-    from fairl_opt.models import ModelSpec, load_model, load_tokenizer, resolve_model
-
-    spec = m if isinstance(m := model_spec_or_adapter_dir, ModelSpec) else resolve_model(m)
-    if not spec.is_adapter:
-        raise DataError(f"model {spec.name}: not an adapter, so it has no implicit reward against a base")
-    prompts, completions = [str(p) for p in prompts], [str(c) for c in completions]
-    if not prompts or len(prompts) != len(completions):
-        raise DataError(f"prompts and completions must be non-empty and of one length, got {len(prompts)} "
-                        f"and {len(completions)}")
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
-        raise DataError(f"beta must be a finite number > 0, got {beta!r}")
-    prov = spec.path / "provenance.json"
-    tokenization = json.loads(prov.read_text(encoding="utf-8")).get("tokenization", {}) if prov.is_file() else {}
-    chat = bool(tokenization.get("chat_template", False)) if chat_template is None else chat_template
-    max_length = tokenization.get("max_length") if max_length is None else max_length
-    tok = load_tokenizer(spec)
-    rows = [encode(tok, p, c, chat, max_length) for p, c in zip(prompts, completions)]
-    for j, (p, c) in enumerate(rows):
-        if not p or not c:
-            raise DataError(f"row {j}: the {'prompt' if not p else 'completion'} has no tokens")
-    model = load_model(spec, causal=True, merge=False)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    policy = completion_logps(model, rows, pad, batch_size)
-    with model.disable_adapter():
-        return beta * (policy - completion_logps(model, rows, pad, batch_size))

@@ -1,0 +1,128 @@
+"""Added aligned policies of a detox dataset (fairl_opt.detox.policy): files, checks, pairs, and the
+experiment on two policies. The policy here is planted (no language model); the end-to-end path with
+a real adapter's samples and implicit reward is in tests/test_train.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fairl_opt.detox.dataset import DetoxDataset, synthetic_dataset
+from fairl_opt.detox.policy import POLICY_DIR, write_policy
+from fairl_opt.exceptions import DataError
+
+
+def plant_policy(d, name="dpo", implicit=True, seed=1):
+    """A planted trained policy: for each prompt, a copy of its best candidate by r* (features,
+    labels), and an implicit reward that is a noisy 0.5·r* on base, SIR-aligned and own samples."""
+    ds = DetoxDataset.load(d)
+    rng = np.random.default_rng(seed)
+    rows = np.arange(ds.n_prompts)
+    best = 1 + ds.r_star[:, 1:].argmax(1)
+    feats = ds.features[rows, best][:, None] + 0.01 * rng.normal(size=(ds.n_prompts, 1, ds.dim))
+    with np.load(d / "arrays.npz") as z:
+        p_off = z["p_offensive"][rows, best][:, None]
+    r_star, toxic = ds.r_star[rows, best][:, None], ds.toxic[rows, best][:, None]
+    texts = [[f"policy completion {i}"] for i in rows]
+    imp = imp_data = None
+    if implicit:
+        imp = 0.5 * r_star + 0.1 * rng.normal(size=r_star.shape)
+        imp_data = np.full(ds.r_star.shape, np.nan)
+        imp_data[rows, 0] = 0.5 * ds.r_star[rows, 0] + 0.1 * rng.normal(size=ds.n_prompts)
+        imp_data[rows, ds.aligned_index] = 0.5 * ds.r_star[rows, ds.aligned_index] + 0.1 * rng.normal(size=ds.n_prompts)
+    meta = {"name": name, "model": {"name": "planted", "path": "none", "gguf_file": None}, "fingerprint": "planted",
+            "samples": 1, "seed": 0, "sampling": {}, "template": "raw continuation",
+            "implicit_reward": {"beta": 0.1, "computed_on": "planted"} if implicit else None,
+            "rates": {"toxic": float(toxic.mean()), "toxic_by_family": {}, "base_toxic_same_prompts": 0.0},
+            "cost": {"generate_seconds": 0.0, "embed_seconds": 0.0, "implicit_seconds": 0.0, "workers": 1},
+            "versions": {}}
+    write_policy(d, meta, texts, feats, r_star, p_off, toxic, imp, imp_data)
+    return ds, best
+
+
+@pytest.fixture()
+def two_policies(tmp_path):
+    d = tmp_path / "ds"
+    synthetic_dataset(d, n_prompts=160, dim=8, seed=3)
+    _, best = plant_policy(d)
+    return d, best
+
+
+def test_a_policy_round_trips_and_gives_its_own_pairs(two_policies):
+    d, best = two_policies
+    ds = DetoxDataset.load(d)
+    assert ds.policy_names == ["sir", "dpo"]
+    pol = ds.policies["dpo"]
+    assert pol.features.shape == (160, 1, 8) and pol.implicit.shape == (160, 1)
+    assert np.isnan(pol.implicit_data).sum() == 160 * (ds.K + 1 - 2)  # base and SIR-aligned scored only
+    rows = np.arange(160)
+    mean, scale = ds.standardiser(rows)
+    sir, _ = ds.pairs(rows, mean, scale)
+    dpo, dropped = ds.pairs(rows, mean, scale, policy="dpo")
+    assert dropped == 0 and dpo.n_pairs == 160
+    # chosen = the policy's sample, rejected = the same base completions as the SIR pairs
+    np.testing.assert_allclose(dpo.rejected[:sir.n_pairs], ((ds.features[sir.prompt_ids, 0] - mean) / scale))
+    np.testing.assert_allclose(dpo.chosen, (pol.features[:, 0] - mean) / scale)
+    assert not np.allclose(dpo.chosen[:sir.n_pairs], sir.chosen)
+    with pytest.raises(DataError, match="no aligned policy 'ppo'"):
+        ds.pairs(rows, mean, scale, policy="ppo")
+    sub = ds.subset(np.arange(40))
+    assert sub.policies["dpo"].features.shape == (40, 1, 8) and len(sub.policies["dpo"].texts) == 40
+
+
+def test_altered_policy_files_are_refused_naming_the_file(two_policies):
+    d, _ = two_policies
+    pol = d / POLICY_DIR / "dpo"
+    raw = (pol / "completions.jsonl").read_bytes()
+    (pol / "completions.jsonl").write_bytes(raw.replace(b"policy completion 3", b"policy completion X"))
+    with pytest.raises(DataError, match="completions.jsonl does not match the sha256"):
+        DetoxDataset.load(d)
+    (pol / "completions.jsonl").write_bytes(raw)
+    DetoxDataset.load(d)
+    meta = json.loads((pol / "policy.json").read_text())
+    meta["samples"] = 2
+    (pol / "policy.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="policy.json does not match the sha256 in manifest.json"):
+        DetoxDataset.load(d)
+    with pytest.raises(DataError, match="features has shape"):  # unverified: the arrays' own check
+        DetoxDataset.load(d, verify=False)
+    (pol / "policy.json").unlink()
+    with pytest.raises(DataError, match="policy.json is missing"):
+        DetoxDataset.load(d)
+
+
+def test_policy_names_are_checked():
+    from fairl_opt.detox.policy import check_name
+
+    for bad in ("sir", "", "Has Space", "../x", "a" * 40):
+        with pytest.raises(DataError, match="policy name"):
+            check_name(bad)
+    assert check_name("dpo-2") == "dpo-2"
+
+
+def test_the_experiment_runs_every_policy_and_compares_with_the_implicit_reward(two_policies, tmp_path):
+    from fairl_opt.detox.experiment import run_experiment
+
+    d, _ = two_policies
+    summary = run_experiment(d, tmp_path / "r", quick=True, progress=False, geometry=False)
+    assert list(summary["by_policy"]) == ["sir", "dpo"]
+    for policy, part in summary["by_policy"].items():
+        assert {r["policy"] for r in part["rows"]} == {policy}
+        assert part["table"]["maxent"]["starc_implicit"]["n"] == 2  # every split has a value
+        assert 0 <= part["table"]["maxent"]["starc_implicit"]["mean"] <= 2
+        assert part["implicit_reference"]["policy"] == "dpo"
+        assert "aligned (dpo, trained)" in part["references"]
+        assert part["ablation"]["fractions"][-1] == 0.5
+        assert "fa-maxent" in part["ablation"]["fa_minus_standard"]
+    # the implicit reward here is 0.5·r* + small noise: r* and it are close, so STARC(r*, implicit) is small
+    imp = summary["by_policy"]["dpo"]["implicit_reference"]["starc_r_star_vs_implicit"]["mean"]
+    assert imp < 0.3
+    # same splits, same held-out completions: the two policies' rows differ only through their training pairs
+    sir = {(r["split"], r["method"]): r for r in summary["by_policy"]["sir"]["rows"]}
+    dpo = {(r["split"], r["method"]): r for r in summary["by_policy"]["dpo"]["rows"]}
+    assert sir.keys() == dpo.keys() and any(sir[k]["roc_auc"] != dpo[k]["roc_auc"] for k in sir)
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "## Aligned policy `dpo`" in report and "## Where FA helps and where it hurts" in report
+    assert (tmp_path / "r" / "ablation_tnt_fraction_dpo.png").exists()
