@@ -335,6 +335,7 @@ def test_add_policy_end_to_end_with_a_tiny_adapter(trained, base, tmp_path):
     d = tmp_path / "ds"
     generate_dataset(d, n_prompts=6, K=2, model=str(base), max_new_tokens=4, n_splits=2, progress=False,
                      log=lambda *a: None)
+    assert DetoxDataset.load(d).policy_names == ["sir"]
     assert main(["detox", "add-policy", "--data", str(d), "--name", "dpo", "--model", str(out), "--quiet"]) == 0
     ds = DetoxDataset.load(d)
     pol = ds.policies["dpo"]
@@ -351,3 +352,40 @@ def test_add_policy_end_to_end_with_a_tiny_adapter(trained, base, tmp_path):
     assert main(["detox", "add-policy", "--data", str(d), "--name", "sir", "--model", str(out), "--quiet"]) == 2
     assert main(["detox", "add-policy", "--data", str(d), "--name", "dpo", "--model", str(out), "--quiet",
                  "--force"]) == 0
+
+
+
+def test_re_rlhf_with_a_recovered_reward_runs_the_same_loop(base, tmp_path, capsys):
+    """fairl detox pairs → fairl fit → fairl detox train --reward: the DPO pairs are best ≻ worst by the
+    recovered reward (its own recipe applied to the dataset's raw features), recorded in provenance."""
+    from fairl_opt.data.pairs_file import PairsData
+    from fairl_opt.detox.dataset import DetoxDataset, generate_dataset
+    from fairl_opt.detox.rerlhf import reward_scores
+    from fairl_opt.detox.train_cli import detox_pairs
+
+    d = tmp_path / "ds"
+    generate_dataset(d, n_prompts=24, K=3, model=str(base), max_new_tokens=4, n_splits=2, progress=False,
+                     log=lambda *a: None)
+    code, out, err = run(capsys, "detox", "pairs", "--data", d, "--out", tmp_path / "p.npz")
+    assert code == 0, err
+    data = PairsData.load(tmp_path / "p.npz")
+    ds = DetoxDataset.load(d)
+    assert data.test_mask.sum() == ds.test_masks[0][data.source_rows].sum() > 0
+    mean, scale = ds.standardiser(np.flatnonzero(~ds.test_masks[0]))
+    np.testing.assert_allclose(data.features.standardise(ds.features[data.source_rows, 0]), data.pairs.rejected)
+    code, _, err = run(capsys, "fit", tmp_path / "p.npz", "--method", "maxent", "--out", tmp_path / "R")
+    assert code == 0, err
+    scores, info = reward_scores(ds, tmp_path / "R")
+    assert scores.shape == ds.r_star.shape and info["method"] == "maxent"
+    code, _, err = run(capsys, "detox", "train", "--data", d, "--out", tmp_path / "A", "--base", base, "--reward",
+                       tmp_path / "R", "--batch-size", "4", "--max-steps", "1", "--kl-prompts", "0", "--eval-pairs",
+                       "0", "--quiet")
+    assert code == 0, err
+    prov = json.loads((tmp_path / "A" / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["data"]["reward"]["method"] == "maxent" and "recovered reward" in prov["data"]["rule"]
+    pairs = detox_pairs(ds, 0, 0.1, 0, None, scores)[0]
+    assert prov["data"]["train_prompt_ids"] == sorted(p["prompt_id"] for p in pairs)
+    assert pairs != detox_pairs(ds, 0, 0.1, 0, None)[0]  # the recovered reward ranks otherwise than r*
+    code, _, err = run(capsys, "detox", "train", "--data", d, "--out", tmp_path / "B", "--base", base, "--reward",
+                       tmp_path / "nowhere")
+    assert code == 2 and "nowhere" in err

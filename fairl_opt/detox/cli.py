@@ -247,3 +247,4 @@ def add_detox_parser(sub) -> None:
     a.add_argument("--quiet", action="store_true", help="no progress lines")
     a.set_defaults(func=cmd_add_policy)
     from fairl_opt.detox.train_cli import add_train_parser; add_train_parser(dsub)  # fairl detox train
+    from fairl_opt.detox.rerlhf import add_pairs_parser; add_pairs_parser(dsub)  # fairl detox pairs

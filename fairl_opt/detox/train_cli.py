@@ -72,21 +72,22 @@ def best_worst_pairs(dataset, prompts, reward=None) -> list[dict]:
     return out
 
 
-def detox_pairs(dataset, split: int, val_fraction: float, seed: int, max_pairs: int | None):
-    """(training pairs, validation pairs, training prompt ids, validation prompt ids) by the module's rule."""
+def detox_pairs(dataset, split: int, val_fraction: float, seed: int, max_pairs: int | None, reward=None):
+    """(training pairs, validation pairs, training prompt ids, validation prompt ids) by the module's
+    rule; best ≻ worst by ``reward`` ((n_prompts, K+1), default r*) — the validation pairs too."""
     if not 0 <= split < dataset.test_masks.shape[0]:
         raise DataError(f"--split must lie in 0..{dataset.test_masks.shape[0] - 1}, got {split}")
     train = np.flatnonzero(~dataset.test_masks[split])
     train = train[np.random.default_rng(seed).permutation(len(train))]
     n_val = int(round(val_fraction * len(train)))
     val, fit = np.sort(train[:n_val]), train[n_val:]
-    pairs = best_worst_pairs(dataset, fit)
+    pairs = best_worst_pairs(dataset, fit, reward)
     if max_pairs is not None:
         pairs = pairs[:max_pairs]
     if not pairs:
         raise DataError(f"--data: no best ≻ worst pair on the {len(fit)} training prompts of split {split} "
                         "(every prompt's completions have the same r*)")
-    return pairs, best_worst_pairs(dataset, val), sorted(p["prompt_id"] for p in pairs), val.tolist()
+    return pairs, best_worst_pairs(dataset, val, reward), sorted(p["prompt_id"] for p in pairs), val.tolist()
 
 
 def _target_modules(spec, text: str) -> list[str]:
@@ -133,15 +134,21 @@ def cmd_train(args) -> int:
     if spec.is_adapter:
         raise DataError(f"--base {args.base}: is an adapter; train on its merged base")
     modules = _target_modules(spec, args.target_modules)
+    reward, recovered = None, None
+    if args.reward is not None:
+        from fairl_opt.detox.rerlhf import reward_scores
+
+        reward, recovered = reward_scores(dataset, args.reward)
     pairs, val_pairs, train_ids, val_ids = detox_pairs(dataset, args.split, args.val_fraction, args.seed,
-                                                       args.max_pairs)
+                                                       args.max_pairs, reward)
     chat = dataset.manifest.get("generator", {}).get("template") == TEMPLATES[True]
     eval_pairs = val_pairs[: args.eval_pairs] if args.eval_pairs and val_pairs else None
     kl_prompts = [dataset.prompts[i] for i in val_ids[: args.kl_prompts]]  # [] = no KL estimate
     source = {"dataset": str(args.data), "manifest_sha256": sha256_file(Path(args.data) / "manifest.json"),
               "dataset_files": {k: v["sha256"] for k, v in dataset.manifest["files"].items()},
-              "rule": "fairl_opt.detox.train_cli.detox_pairs: best ≻ worst by r* of the K+1 completions on the "
-                      "training prompts of the split, minus the validation prompts",
+              "rule": "fairl_opt.detox.train_cli.detox_pairs: best ≻ worst by "
+                      + ("r*" if reward is None else "the recovered reward of `reward`") + " of the K+1 completions "
+                      "on the training prompts of the split, minus the validation prompts", "reward": recovered,
               "split": args.split, "val_fraction": args.val_fraction, "max_pairs": args.max_pairs,
               "train_prompt_ids": train_ids, "val_prompt_ids": val_ids,
               "eval_prompt_ids": [p["prompt_id"] for p in eval_pairs or []],
@@ -155,7 +162,7 @@ def cmd_train(args) -> int:
         max_steps=args.max_steps, chat_template=chat, force=args.force, keep_checkpoints=args.keep_checkpoints,
         data_source=source)
     params = {k: getattr(args, k) for k in (
-        "base", "split", "val_fraction", "max_pairs", "eval_pairs", "kl_prompts", "beta", "epochs", "lora_r",
+        "base", "reward", "split", "val_fraction", "max_pairs", "eval_pairs", "kl_prompts", "beta", "epochs", "lora_r",
         "lora_alpha", "target_modules", "learning_rate", "batch_size", "max_length", "seed", "log_every",
         "save_every", "eval_every", "warmup_steps", "max_steps", "kl_max_new_tokens", "force")}
     print(json.dumps({"out": str(args.out), "n_pairs": len(pairs), "n_eval_pairs": len(eval_pairs or []),
@@ -172,6 +179,9 @@ def add_train_parser(dsub) -> None:
     t.add_argument("--out", default="data/aligned", help="adapter folder (created)")
     t.add_argument("--base", default="smollm2", help="base model: smollm2 or a local transformers or GGUF directory")
     t.add_argument("--split", type=nonnegative_int, default=0, help="split whose training prompts are used")
+    t.add_argument("--reward", default=None, metavar="REWARD_DIR",
+                   help="re-RLHF: rank each prompt's completions by this `fairl fit` reward instead of r* "
+                        "(fit it on `fairl detox pairs` output)")
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="training prompts held out for eval and KL")
     t.add_argument("--max-pairs", type=positive_int, default=None, metavar="N", help="train on the first N pairs only")
     t.add_argument("--eval-pairs", type=nonnegative_int, default=32, metavar="N",
@@ -183,7 +193,7 @@ def add_train_parser(dsub) -> None:
     t.add_argument("--lora-r", type=positive_int, default=8, help="LoRA rank")
     t.add_argument("--lora-alpha", type=positive_float, default=16.0, help="LoRA α (scale α/r)")
     t.add_argument("--target-modules", default="q_proj,v_proj", help="comma-separated modules LoRA adapts")
-    t.add_argument("--learning-rate", type=positive_float, default=1e-4, help="AdamW learning rate")
+    t.add_argument("--learning-rate", type=positive_float, default=5e-4, help="AdamW learning rate")
     t.add_argument("--warmup-steps", type=nonnegative_int, default=10, help="linear warm-up steps")
     t.add_argument("--batch-size", type=positive_int, default=8, help="pairs per optimizer step")
     t.add_argument("--max-length", type=positive_int, default=128, help="tokens kept of prompt + completion")
