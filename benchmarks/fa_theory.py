@@ -9,7 +9,7 @@ paired difference method − MaxEnt over seeds, mean ± standard error (sd/√se
 noise pairs among the pairs each method up-weighted; a second table compares the failure rules with
 the toolkit's FA. Controls: ``maxent-matched-λ`` (MaxEnt with λ scaled by n/Σw of the FA fit: the
 lighter effective ridge of up-weighting, without the focus), ``maxent-mixture``
-(:func:`fairl_opt.misspecified.mixture_maxent`) and ``oracle-weights`` (weight 2 on the truth's
+(:func:`fairl_opt.fa.noise.mixture_maxent`) and ``oracle-weights`` (weight 2 on the truth's
 ``informative`` pairs: the inverse-probability weights of the filtered regime). Nothing is tuned on
 the test prompts: every setting is ``FASettings()``'s default (up-weight 2, near-tie quantile 0.1,
 5 out-of-fold folds, 5 rounds) or fixed in advance below.
@@ -28,13 +28,15 @@ import numpy as np  # noqa: E402
 
 from fairl_opt.estimators import MaxEntReward  # noqa: E402
 from fairl_opt.fa import FASettings  # noqa: E402
+from fairl_opt.fa.noise import mixture_maxent  # noqa: E402
 from fairl_opt.misspecified import REGIMES, held_out_metrics, paired_differences, planted_regime  # noqa: E402
-from fairl_opt.misspecified import mixture_maxent, selective_fa  # noqa: E402
+from fairl_opt.misspecified import selective_fa  # noqa: E402
 from fairl_opt.pairs import group_split  # noqa: E402
 from fairl_opt.programs import MaxEntProgram  # noqa: E402
 from fairl_opt.solvers import solve  # noqa: E402
 
-#: (name, failure rule, settings): every FA variant of the study; "fa" is the toolkit's FA-MaxEnt.
+#: (name, failure rule, settings): every FA variant of the study; "fa" is the toolkit's FA-MaxEnt. The
+#: rules other than "oracle" are the FA loop's own setting (FASettings.failure_rule).
 VARIANTS = (
     ("fa", "all", FASettings()),
     ("fa-sharpen", "all", FASettings(upweight=1.0, sharpen=0.5)),

@@ -123,8 +123,9 @@ def add_settings_arguments(parser, cls, names=None, applies_text=None) -> None:
 
     Each field's metadata gives its help; the flag is the field name with dashes; numbers are checked
     at parse time, a ``bool`` field defaulting to False is a flag and one defaulting to True gets a
-    ``--no-…`` form. Defaults are ``None`` in argparse (so :func:`given` can tell "passed" from
-    "default") and the help shows the field's real default. ``applies_text(field)`` may add a note
+    ``--no-…`` form, and a field with metadata ``choices`` (a ``str`` field) takes one of them.
+    Defaults are ``None`` in argparse (so :func:`given` can tell "passed" from "default") and the
+    help shows the field's real default. ``applies_text(field)`` may add a note
     such as ``fa-mm-*`` to the help.
     """
     import dataclasses
@@ -144,6 +145,10 @@ def add_settings_arguments(parser, cls, names=None, applies_text=None) -> None:
             else:
                 parser.add_argument(flag, dest=f.name, action="store_true", help=f"{text} ({where.rstrip('; ')})"
                                     if note else text)
+            continue
+        if f.metadata.get("choices"):
+            parser.add_argument(flag, dest=f.name, choices=tuple(f.metadata["choices"]), default=None,
+                                help=f"{text} ({where}default: {f.default})")
             continue
         parser.add_argument(flag, dest=f.name, type=_number("int" if kind.startswith("int") else "float"),
                             default=None, help=f"{text} ({where}default: "

@@ -96,7 +96,7 @@ def cmd_solve(args) -> int:
     }
     if method.failure_aware:
         payload["rounds"] = [
-            {"round": h["round"], "n_failures": h["n_failures"], "objective": h["objective"],
+            {"round": h["round"], "n_failures": h["n_failures"], "n_kept": h["n_kept"], "objective": h["objective"],
              "changed": len(h["changed"]), "witness_pair": h["witness_pair"], "note": h["note"]}
             for h in model.history_
         ]

@@ -24,16 +24,10 @@ Regimes (:func:`planted_regime`; every one keeps the true reward r* of each comp
 θ_old misranks). Neither is seen by a fit; they score the rules.
 
 Failure rules (:data:`RULES`, arguments of :func:`selective_fa`) choose which of the FA loop's
-failures (:mod:`fairl_opt.failures`) are up-weighted:
-
-``"all"``       every failure: :func:`selective_fa` then equals
-                :class:`~fairl_opt.estimators.FailureAwareReward` on MaxEnt;
-``"band"``      failures with normalised margin ≥ −τ, i.e. the band |m| ≤ τ, which holds a pair in
-                either order: a weight that does not read the order (consistent, T12 (b));
-``"posterior"`` failures whose out-of-fold posterior probability of being a coin flip
-                (:func:`noise_posterior`, the mixture of :func:`mixture_maxent`) is below ½ (T12 (e));
-``"agree"``     failures on both the training fit and the out-of-fold fit;
-``"oracle"``    failures that are not ``noise`` (needs the truth: the ceiling of any rule).
+failures (:mod:`fairl_opt.failures`) are up-weighted. ``"all"``, ``"band"``, ``"posterior"`` and
+``"agree"`` are the loop's own ``failure_rule`` setting (:mod:`fairl_opt.fa.rules`; the coin-flip
+mixture is :mod:`fairl_opt.fa.noise`); ``"oracle"`` keeps the failures that are not ``noise``
+(:func:`oracle_rule`: it needs the truth, the ceiling of any rule).
 """
 
 from __future__ import annotations
@@ -41,21 +35,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
 
 from fairl_opt.exceptions import DataError
-from fairl_opt.failures import combine_margins, detect_failures, normalised_margins
-from fairl_opt.fa import FASettings
+from fairl_opt.fa import FASettings, run_fa
+from fairl_opt.fa.rules import FAILURE_RULES, FailureContext
 from fairl_opt.metrics import classification_metrics, starc_distance
-from fairl_opt.pairs import PreferencePairs, group_folds, pair_kinds
+from fairl_opt.pairs import PreferencePairs, pair_kinds
 from fairl_opt.policies import aligned_log_probs, gumbel_topk, sample_pair_indices
 from fairl_opt.programs import MaxEntProgram
 from fairl_opt.simulate import simulate
-from fairl_opt.solvers import get_backend
 
 REGIMES = ("linear", "gaussian", "two-kinds", "label-noise", "filtered")
-RULES = ("all", "band", "posterior", "agree", "oracle")
+#: The rules of the study: the FA loop's own (``FASettings.failure_rule``) and the oracle.
+RULES = (*FAILURE_RULES, "oracle")
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,161 +226,37 @@ def paired_differences(method: np.ndarray, baseline: np.ndarray) -> tuple[float,
     return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(diff.size))
 
 
-# -- failure rules ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FailureContext:
-    """What a rule may look at: the pairs, this round's failures, and the fits that found them.
+# -- failure rules ---------------------------------------------------------------------------------
+def oracle_rule(noise):
+    """The ``"oracle"`` failure rule as a ``select=`` callable of :func:`fairl_opt.fa.run_fa`: it keeps
+    the failures that are not ``noise`` (the truth, which no fit sees)."""
+    truth = np.asarray(noise, dtype=bool)
 
-    ``train_margins`` and ``oof_margins`` are normalised margins (Δθ/‖θ‖) under the training fit and
-    the fit without the pair's fold; ``oof_scores`` are Δ_jθ̂₋f in the model's logit units.
-    ``noise_posterior`` is :func:`noise_posterior` (the ``"posterior"`` rule); ``noise`` is the truth,
-    for the ``"oracle"`` rule only (None otherwise).
-    """
+    def select(context: FailureContext) -> np.ndarray:
+        found = context.failures.indices
+        return found[~truth[found]]
 
-    delta: np.ndarray
-    failures: object
-    train_margins: np.ndarray
-    oof_margins: np.ndarray
-    oof_scores: np.ndarray
-    noise_posterior: np.ndarray | None = None
-    noise: np.ndarray | None = None
-
-
-def mixture_maxent(delta, reg: float = 1.0, *, em_steps: int = 5,
-                   backend: str = "newton") -> tuple[np.ndarray, float, np.ndarray]:
-    """Bradley–Terry with coin-flip pairs (Copas 1988): a pair's order is a fair coin with probability
-    ε, else P(chosen ≻ rejected) = σ(Δθ). Maximises the penalised likelihood
-    Σ_j log(ε/2 + (1 − ε)σ(Δ_jθ)) − (λ/2)‖θ‖² over θ and ε ∈ [0, 1): ``em_steps`` EM steps from
-    MaxEnt's θ (E-step: each pair's posterior probability of being a coin flip,
-    π_j = (ε/2)/(ε/2 + (1 − ε)σ(Δ_jθ)); M-step: MaxEnt with weights 1 − π_j, ε = mean π), then
-    L-BFGS-B on (θ, ε) with the bound ε ≥ 0 (EM alone crawls: the likelihood is flat in ε).
-    The objective is not concave; this returns a local maximiser. Returns (θ, ε̂, π).
-    """
-    delta = np.asarray(delta, dtype=np.float64)
-    program = MaxEntProgram(delta, reg)
-    solver = get_backend(backend, program)
-    theta = solver.solve(program).require_certified("mixture MaxEnt").theta
-    eps = 0.1
-    for _ in range(em_steps):
-        noise = _coin_flip_probability(eps, delta @ theta)
-        eps = float(noise.mean())
-        program_w = program.with_weights(np.maximum(1 - noise, 1e-12))
-        theta = solver.fresh().solve(program_w).require_certified("mixture MaxEnt").theta
-    d = delta.shape[1]
-
-    def objective(x):
-        th, e = x[:d], x[d]
-        s = delta @ th
-        log_sig, log_sig_neg = -np.logaddexp(0, -s), -np.logaddexp(0, s)
-        with np.errstate(divide="ignore", over="ignore"):  # ε = 0 at the bound; far-off steps backtrack
-            log_p = np.logaddexp(np.log(e / 2), np.log1p(-e) + log_sig) if e > 0 else log_sig
-            grad_th = -delta.T @ np.exp(np.log1p(-e) + log_sig + log_sig_neg - log_p) + reg * th
-            grad_e = -np.sum((0.5 - np.exp(log_sig)) * np.exp(-log_p))
-        return -np.sum(log_p) + 0.5 * reg * th @ th, np.append(grad_th, grad_e)
-
-    bounds = [(None, None)] * d + [(0.0, 1.0 - 1e-6)]
-    found = minimize(objective, np.append(theta, eps), jac=True, method="L-BFGS-B", bounds=bounds,
-                     options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-9})
-    theta, eps = found.x[:d], float(found.x[d])
-    return theta, eps, _coin_flip_probability(eps, delta @ theta)
-
-
-def _coin_flip_probability(eps: float, scores: np.ndarray) -> np.ndarray:
-    """(ε/2)/(ε/2 + (1 − ε)σ(s)): the posterior that a pair with logit s is a coin flip (0 at ε = 0)."""
-    if eps <= 0:
-        return np.zeros_like(scores, dtype=np.float64)
-    return (eps / 2) / (eps / 2 + (1 - eps) * expit(scores))
-
-
-def noise_posterior(delta, groups, reg: float = 1.0, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Each pair's out-of-fold probability of being a coin flip: :func:`mixture_maxent` fitted without
-    the pair's fold (folds by prompt, :func:`fairl_opt.pairs.group_folds`), evaluated on the pair."""
-    delta = np.asarray(delta, dtype=np.float64)
-    out = np.empty(delta.shape[0])
-    for train, test in group_folds(np.arange(delta.shape[0]) if groups is None else groups, folds, seed):
-        theta, eps, _ = mixture_maxent(delta[train], reg)
-        out[test] = _coin_flip_probability(eps, delta[test] @ theta)
-    return out
-
-
-def select_failures(rule: str, context: FailureContext) -> np.ndarray:
-    """The failures (indices into the pairs, a subset of ``context.failures.indices``) that ``rule``
-    up-weights; see :data:`RULES` and the module docstring."""
-    found = context.failures.indices
-    if rule == "all":
-        return found
-    if rule == "band":
-        return found[context.failures.margins[found] >= -context.failures.threshold]
-    if rule == "posterior":
-        return found[context.noise_posterior[found] < 0.5]
-    if rule == "agree":
-        tau = context.failures.threshold
-        both = np.maximum(context.train_margins, context.oof_margins)
-        return found[both[found] <= tau]
-    if rule == "oracle":
-        if context.noise is None:
-            raise DataError("the oracle rule needs the truth: pass noise= to selective_fa")
-        return found[~context.noise[found]]
-    raise DataError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    return select
 
 
 def selective_fa(delta, groups, reg: float = 1.0, settings: FASettings | None = None, rule: str = "all",
                  noise=None, backend: str = "newton") -> tuple[np.ndarray, dict]:
-    """FA-MaxEnt whose rounds up-weight only the failures :func:`select_failures` keeps.
-
-    The loop is :func:`fairl_opt.fa.run_fa`'s MaxEnt path (same failure detection: the worse of the
-    training and out-of-fold margin, τ fixed after round 0, curriculum, each pair edited once), with
-    the rule applied between detection and edit; ``rule="all"`` reproduces ``run_fa``. Returns
-    (θ, record) with record = {"edited": indices, "rounds": rounds with an edit, "noise_posterior":
-    the posterior of rule "posterior", else None}.
+    """FA-MaxEnt (:func:`fairl_opt.fa.run_fa` on ``MaxEntProgram(delta, reg)``) whose rounds edit only
+    the failures ``rule`` keeps: ``settings.replace(failure_rule=rule)`` for the rules of
+    :data:`fairl_opt.fa.rules.FAILURE_RULES`, :func:`oracle_rule` (``noise=`` the truth) for
+    ``"oracle"``. Returns (θ, record) with record = {"edited": indices, "rounds": the last round with
+    an edit, "noise_posterior": the posterior of rule "posterior", else None, "result": the FAResult}.
     """
     settings = FASettings() if settings is None else settings
-    delta = np.asarray(delta, dtype=np.float64)
-    n = delta.shape[0]
-    program = MaxEntProgram(delta, reg)
-    solver = get_backend(backend, program)
-    weights, temperatures = np.ones(n), np.ones(n)
-    folds = group_folds(np.arange(n) if groups is None else groups, settings.oof_folds, settings.seed) \
-        if settings.oof_folds else None
-
-    def fit(rows=None):
-        edited = program.with_weights(weights, temperatures)
-        edited = edited if rows is None else edited.restrict(rows)
-        return solver.fresh().solve(edited).require_certified("selective FA").theta
-
-    theta = fit()
-    threshold = posterior = None
-    edited: set[int] = set()
-    record = {"edited": np.zeros(0, dtype=np.int64), "rounds": 0, "noise_posterior": None}
-    for r in range(1, settings.max_rounds + 1):
-        train = normalised_margins(delta, theta)
-        oof_m, oof_s = train, delta @ theta
-        if folds:
-            oof_m, oof_s = np.empty(n), np.empty(n)
-            for rows, test in folds:
-                fold_theta = fit(rows)
-                oof_s[test] = delta[test] @ fold_theta
-                oof_m[test] = normalised_margins(delta[test], fold_theta)
-        margins = combine_margins(train, oof_m if folds else None)
-        if threshold is None:
-            threshold = settings.resolve_threshold(margins)
-        failures = detect_failures(margins, threshold)
-        if rule == "posterior" and posterior is None:
-            posterior = noise_posterior(delta, groups, reg, settings.oof_folds or 5, settings.seed)
-            record["noise_posterior"] = posterior
-        context = FailureContext(delta, failures, train, oof_m, oof_s, posterior,
-                                 None if noise is None else np.asarray(noise))
-        keep = set(select_failures(rule, context).tolist())
-        new_mis = [i for i in failures.misclassified.tolist() if i in keep and i not in edited]
-        new_tie = [i for i in failures.near_ties.tolist() if i in keep and i not in edited]
-        new = new_mis if (settings.curriculum and new_mis) else new_mis + new_tie
-        if not new or len(edited) + len(new) >= n:
-            break
-        rows = np.asarray(sorted(new), dtype=np.int64)
-        weights[rows] *= settings.upweight
-        temperatures[rows] *= settings.sharpen
-        edited.update(new)
-        theta = fit()
-        record["rounds"] = r
-    record["edited"] = np.asarray(sorted(edited), dtype=np.int64)
-    return theta, record
+    if rule not in RULES:
+        raise DataError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    select = None
+    if rule == "oracle":
+        if noise is None:
+            raise DataError("the oracle rule needs the truth: pass noise= to selective_fa")
+        select, rule = oracle_rule(noise), "all"
+    program = MaxEntProgram(np.asarray(delta, dtype=np.float64), reg)
+    result = run_fa(program, backend, settings.replace(failure_rule=rule), groups=groups, select=select)
+    rounds = max((h.round for h in result.history[1:] if h.changed), default=0)
+    return result.theta, {"edited": result.tightened, "rounds": rounds,
+                          "noise_posterior": result.noise_posterior, "result": result}

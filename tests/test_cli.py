@@ -14,6 +14,7 @@ import pytest
 
 from fairl_opt.cli import main
 from fairl_opt.estimators import METHODS
+from tests.clirun import run
 
 N, D = 60, 5
 FA_FAST = ["--max-rounds", "2", "--oof-folds", "3"]
@@ -284,6 +285,29 @@ def test_bad_method_is_an_argparse_error(sim_file, capsys):
     assert info.value.code != 0
     _, err = capsys.readouterr()
     assert "invalid choice" in err and "svm" in err
+
+
+def test_failure_rule_option(sim_file, tmp_path, capsys):
+    """--failure-rule is FASettings.failure_rule: a choice in solve and fit, shown in --help, recorded
+    in the JSON and reward.json; a bad value is exit 2 naming the option."""
+    result = solve_json(capsys, sim_file, "--method", "fa-maxent", "--failure-rule", "band", *FA_FAST)
+    assert result["hyper_parameters"]["fa_settings"]["failure_rule"] == "band"
+    assert all(r["n_kept"] <= r["n_failures"] for r in result["rounds"])
+    for command in ("solve", "fit"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--failure-rule {all,band,posterior,agree}" in capsys.readouterr().out, command
+    for argv, message in ((["--failure-rule", "oracle"], "--failure-rule"),
+                          (["--failure-rule", "agree", "--oof-folds", "0"], "failure_rule='agree'")):
+        code, out, err = run(capsys, "solve", sim_file, "--method", "fa-maxent", *argv)
+        assert code == 2 and out == "" and message in one_line_error(err), err
+    code, _, err = run_cli(capsys, "solve", sim_file, "--method", "maxent", "--failure-rule", "band")
+    assert code == 2 and "--failure-rule applies to fa-" in one_line_error(err)
+    code, _, err = run_cli(capsys, "fit", sim_file, "--method", "fa-mm-qp", "--failure-rule", "agree",
+                           *FA_FAST, "--out", tmp_path / "r")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "r" / "reward.json").read_text(encoding="utf-8"))
+    assert saved["hyper_parameters"]["fa_settings"]["failure_rule"] == "agree"
 
 
 @pytest.mark.parametrize("reg", ["0", "-1"])

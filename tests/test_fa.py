@@ -224,3 +224,69 @@ def test_every_round_records_the_program_it_solved(program_kind):
             result.round_margins()
     else:
         assert np.array_equal(result.round_margins()[-1], result.required_margins)
+
+
+# -- the failure rule (FASettings.failure_rule, fairl_opt.fa.rules) ---------------------------------
+def test_failure_rule_is_validated_by_name():
+    assert FASettings().failure_rule == "all"
+    with pytest.raises(DataError, match="failure_rule must be one of 'all', 'band', 'posterior', 'agree'"):
+        FASettings(failure_rule="oracle")
+    with pytest.raises(DataError, match="failure_rule"):
+        FASettings(failure_rule=None)
+    with pytest.raises(DataError, match="failure_rule='agree'.*oof_folds"):
+        FASettings(failure_rule="agree", oof_folds=0)
+    with pytest.raises(DataError, match="select="):
+        run_fa(MarginProgram(np.eye(3)), "auto", FASettings(failure_rule="band"), select=lambda c: c.failures.indices)
+
+
+def _rule_problems():
+    """(name, program, groups): soft max-margin QP and LP, and MaxEnt, on two planted problems."""
+    from fairl_opt.simulate import simulate
+
+    for seed in (0, 1):
+        prob = simulate(n_pairs=120, dim=5, seed=seed)
+        d, g = prob.pairs.delta, prob.pairs.prompt_ids
+        yield from ((f"qp-{seed}", MarginProgram(d, 1.0, "l2", 1.0), g), (f"lp-{seed}", MarginProgram(d, 1.0, "l1", 1.0), g),
+                    (f"maxent-{seed}", MaxEntProgram(d, 1.0), g))
+
+
+def test_default_failure_rule_all_is_bit_for_bit_the_loop_without_a_rule():
+    """failure_rule="all" (the default) is the FA loop as it was: the run with the default settings,
+    the explicit rule and an identity select= (which goes through the rule machinery) agree to the
+    last bit on θ, the edits and every round. (Checked at the change against the loop before it.)"""
+    for name, program, groups in _rule_problems():
+        saved = run_fa(program, "auto", FASettings(), groups=groups)
+        explicit = run_fa(program, "auto", FASettings(failure_rule="all"), groups=groups)
+        identity = run_fa(program, "auto", FASettings(), groups=groups, select=lambda c: c.failures.indices)
+        for other in (explicit, identity):
+            assert np.array_equal(saved.theta, other.theta), name
+            assert np.array_equal(saved.tightened, other.tightened), name
+            assert saved.stop_reason == other.stop_reason, name
+            assert [h.changed for h in saved.history] == [h.changed for h in other.history], name
+        assert all(h.n_kept == h.n_failures and h.kept == h.failures for h in saved.history), name
+        assert saved.noise_posterior is None
+
+
+@pytest.mark.parametrize("rule", ["band", "agree", "posterior"])
+def test_every_rule_edits_only_failures_it_kept_on_every_program_kind(rule):
+    """Max-margin (QP, LP) and MaxEnt alike: a round changes only pairs the rule kept in the round
+    before, kept ⊆ detected, and the history records both counts (on coin-flipped pairs, where every
+    rule drops some failures)."""
+    from fairl_opt.misspecified import planted_regime
+
+    prob = planted_regime("label-noise", 300, 5, seed=1)
+    d, groups = prob.pairs.delta, prob.pairs.prompt_ids
+    for name, program in (("qp", MarginProgram(d, 1.0, "l2", 1.0)), ("lp", MarginProgram(d, 1.0, "l1", 1.0)),
+                          ("maxent", MaxEntProgram(d, 1.0))):
+        result = run_fa(program, "auto", FASettings(failure_rule=rule, max_rounds=3), groups=groups)
+        for before, after in zip(result.history, result.history[1:]):
+            assert set(after.changed) <= set(before.kept) <= set(before.failures), (name, rule)
+        for record in result.history:
+            assert record.n_kept == len(record.kept) <= record.n_failures
+            assert record.to_dict()["n_kept"] == record.n_kept
+        assert any(h.n_kept < h.n_failures for h in result.history), (name, rule)
+        if rule == "posterior":
+            assert result.noise_posterior.shape == (program.n_pairs,)
+            assert ((result.noise_posterior >= 0) & (result.noise_posterior <= 1)).all()
+        else:
+            assert result.noise_posterior is None

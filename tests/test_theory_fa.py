@@ -25,17 +25,12 @@ from scipy.special import expit
 
 from benchmarks import fa_theory
 from fairl_opt.estimators import FailureAwareReward, MaxEntReward
-from fairl_opt.fa import FASettings
-from fairl_opt.failures import detect_failures
-from fairl_opt.misspecified import (
-    RULES,
-    FailureContext,
-    mixture_maxent,
-    paired_differences,
-    planted_regime,
-    select_failures,
-    selective_fa,
-)
+from fairl_opt.fa import FASettings, run_fa
+from fairl_opt.fa.noise import mixture_maxent, noise_posterior
+from fairl_opt.fa.rules import FAILURE_RULES, FailureContext, select_failures
+from fairl_opt.failures import combine_margins, detect_failures, normalised_margins
+from fairl_opt.misspecified import RULES, oracle_rule, paired_differences, planted_regime, selective_fa
+from fairl_opt.pairs import group_folds
 from fairl_opt.programs import MaxEntProgram
 from fairl_opt.simulate import simulate
 from fairl_opt.solvers import solve
@@ -342,13 +337,79 @@ def test_f_rules_choose_subsets_and_the_band_ignores_the_order():
     margins = rng.normal(size=300)
     failures = detect_failures(margins, 0.3)
     noise = rng.random(300) < 0.4
-    context = FailureContext(np.zeros((300, 2)), failures, margins, margins, 2 * margins, rng.random(300), noise)
-    for rule in RULES:
+    context = FailureContext(failures, margins, margins + rng.normal(size=300), rng.random(300))
+    assert RULES == (*FAILURE_RULES, "oracle")
+    for rule in FAILURE_RULES:
         chosen = select_failures(rule, context)
         assert set(chosen) <= set(failures.indices)
-    assert not noise[select_failures("oracle", context)].any()
+    oracle = oracle_rule(noise)(context)
+    assert set(oracle) <= set(failures.indices) and not noise[oracle].any()
     band = set(select_failures("band", context))
     assert band == set(np.flatnonzero(np.abs(margins) <= 0.3))  # membership of ±m is the same
+    assert set(select_failures("posterior", context)) == set(failures.indices[context.noise_posterior[failures.indices] < 0.5])
+
+
+def reference_selective_fa(delta, groups, reg, settings, rule, noise=None):
+    """The study's FA loop as it was before the rules moved into run_fa (its own copy, kept
+    independent of the loop): FA-MaxEnt whose rounds up-weight only the failures ``rule`` keeps,
+    every fit a fresh Newton solve. Returns (θ, edited pairs)."""
+    n = delta.shape[0]
+    program = MaxEntProgram(delta, reg)
+    weights, temperatures = np.ones(n), np.ones(n)
+    folds = group_folds(groups, settings.oof_folds, settings.seed) if settings.oof_folds else None
+
+    def fit(rows=None):
+        edited = program.with_weights(weights, temperatures)
+        return solve(edited if rows is None else edited.restrict(rows), "newton").theta
+
+    theta, threshold, posterior, edited = fit(), None, None, set()
+    for _ in range(settings.max_rounds):
+        train = normalised_margins(delta, theta)
+        oof = train
+        if folds:
+            oof = np.empty(n)
+            for rows, test in folds:
+                oof[test] = normalised_margins(delta[test], fit(rows))
+        margins = combine_margins(train, oof if folds else None)
+        threshold = settings.resolve_threshold(margins) if threshold is None else threshold
+        found = detect_failures(margins, threshold)
+        if rule == "posterior" and posterior is None:
+            posterior = noise_posterior(delta, groups, reg, settings.oof_folds or 5, settings.seed)
+        keep = {"all": np.ones(n, bool), "band": margins >= -threshold, "agree": np.maximum(train, oof) <= threshold,
+                "posterior": posterior < 0.5 if posterior is not None else None,
+                "oracle": None if noise is None else ~noise}[rule]
+        new_mis = [i for i in found.misclassified.tolist() if keep[i] and i not in edited]
+        new_tie = [i for i in found.near_ties.tolist() if keep[i] and i not in edited]
+        new = new_mis if (settings.curriculum and new_mis) else new_mis + new_tie
+        if not new or len(edited) + len(new) >= n:
+            break
+        rows = np.asarray(sorted(new), dtype=np.int64)
+        weights[rows] *= settings.upweight
+        temperatures[rows] *= settings.sharpen
+        edited.update(new)
+        theta = fit()
+    return theta, np.asarray(sorted(edited), dtype=np.int64)
+
+
+@pytest.mark.parametrize("regime", ["label-noise", "two-kinds"])
+def test_f_run_fa_rules_equal_the_old_selective_loop(regime):
+    """Each rule through run_fa (FASettings.failure_rule; the oracle as select=) edits the same pairs
+    and gives the same θ (1e-8 relative) as the study's own loop did; selective_fa is the same call."""
+    prob = planted_regime(regime, 400, 6, seed=2)
+    delta, groups = prob.pairs.delta, prob.pairs.prompt_ids
+    for rule in RULES:
+        expected, edited = reference_selective_fa(delta, groups, 1.0, FASettings(), rule, prob.noise)
+        if rule == "oracle":
+            result = run_fa(MaxEntProgram(delta, 1.0), "newton", FASettings(), groups=groups,
+                            select=oracle_rule(prob.noise))
+        else:
+            result = run_fa(MaxEntProgram(delta, 1.0), "newton", FASettings(failure_rule=rule), groups=groups)
+        assert np.array_equal(result.tightened, edited), rule
+        assert np.linalg.norm(result.theta - expected) <= 1e-8 * np.linalg.norm(expected), rule
+        theta, record = selective_fa(delta, groups, 1.0, FASettings(), rule, noise=prob.noise)
+        assert np.array_equal(theta, result.theta) and np.array_equal(record["edited"], edited), rule
+        if rule != "all" and regime == "label-noise":  # (two-kinds: the mixture sees no coin flips)
+            assert any(h.n_kept < h.n_failures for h in result.history), rule
 
 
 def test_f_regimes_carry_their_truth():

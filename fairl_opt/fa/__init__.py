@@ -9,6 +9,11 @@ soft-margin analogue of MaxEnt's up-weighting), which moves θ. MaxEnt up-weight
 (``w_j ← w_j·upweight``) and/or sharpens (``T_j ← T_j·sharpen``, sharpen < 1) its failures. Each pair is edited at most once, so the loop ends
 after at most n rounds (and at ``max_rounds``).
 
+**Failure rule** (``failure_rule``, :mod:`fairl_opt.fa.rules`): between detection and edit a rule
+keeps some failures — ``"all"`` (default), ``"band"``, ``"agree"`` or ``"posterior"`` (the coin-flip
+posterior of :mod:`fairl_opt.fa.noise`); only kept failures are edited, and each round records how
+many of the detected failures it kept.
+
 Every round is recorded: the failures found on its θ, the pairs changed to get it, its objective
 and certificate, and for margin programs a **witness** — the previous θ violates a new constraint,
 so the feasible set strictly shrank.

@@ -15,7 +15,9 @@ from fairl_opt.failures import (
     normalised_margins,
     out_of_fold_margins,
 )
+from fairl_opt.fa.noise import noise_posterior
 from fairl_opt.fa.result import FAResult, FARound
+from fairl_opt.fa.rules import FailureContext, select_failures
 from fairl_opt.fa.settings import FASettings
 from fairl_opt.pairs import group_folds
 from fairl_opt.programs import MarginProgram, MaxEntProgram
@@ -82,6 +84,7 @@ def run_fa(
     settings: FASettings | None = None,
     *,
     groups=None,
+    select=None,
     verbose: bool = False,
 ) -> FAResult:
     """Run the failure-aware loop on ``program``.
@@ -97,6 +100,10 @@ def run_fa(
         Failure rule, tightening, rounds, folds, curriculum and dual path (default ``FASettings()``).
     groups : array, optional
         Prompt id per pair, so out-of-fold folds keep prompts together.
+    select : callable, optional
+        A failure rule of your own, used instead of ``settings.failure_rule`` (which must then be
+        ``"all"``): given a :class:`~fairl_opt.fa.rules.FailureContext`, it returns the failures to
+        keep (a subset of ``context.failures.indices``), e.g. a planted study's oracle.
     verbose : bool
         One progress line per round on stderr.
 
@@ -107,6 +114,9 @@ def run_fa(
     settings = FASettings() if settings is None else settings
     if not isinstance(settings, FASettings):
         raise DataError(f"settings must be an FASettings, got {type(settings).__name__}")
+    rule = settings.failure_rule
+    if select is not None and rule != "all":
+        raise DataError(f"select= replaces the failure rule: pass failure_rule='all', not {rule!r}")
     if isinstance(backend, str):
         backend = get_backend(backend, program)
     state = _State(program)
@@ -142,29 +152,50 @@ def run_fa(
             thetas.append(fold_backend.solve(edited).require_certified("out-of-fold fit").theta)
         return out_of_fold_margins(delta, thetas, folds)
 
-    def find(theta_now) -> Failures:
+    # the coin-flip posterior of rule "posterior", once: the mixture reads Δ and the prompt folds only
+    # (λ: a MaxEnt program's own, 1 for max-margin programs)
+    posterior = None
+    if rule == "posterior" and select is None:
+        reg = program.reg if isinstance(program, MaxEntProgram) else 1.0
+        posterior = noise_posterior(delta, groups, reg, settings.oof_folds or 5, settings.seed)
+
+    def find(theta_now) -> tuple[Failures, np.ndarray]:
+        """This θ's failures and those the rule keeps (in curriculum order)."""
         nonlocal threshold
-        margins = combine_margins(normalised_margins(delta, theta_now), oof_margins() if folds else None)
+        train = normalised_margins(delta, theta_now)
+        out_of_fold = oof_margins() if folds else None
+        margins = combine_margins(train, out_of_fold)
         if threshold is None:
             threshold = settings.resolve_threshold(margins)
-        return detect_failures(margins, threshold)
+        found = detect_failures(margins, threshold)
+        if select is None and rule == "all":
+            return found, found.indices
+        context = FailureContext(found, train, out_of_fold, posterior)
+        kept = select_failures(rule, context) if select is None else select(context)
+        kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+        if not np.isin(kept, found.indices).all():
+            raise DataError("a failure rule kept pairs that are not failures of this round")
+        return found, kept
 
     threshold = None
     tightened: set[int] = set()
     max_rounds, curriculum, dual_path = settings.max_rounds, settings.curriculum, settings.dual_path
     correction_penalty_value = settings.correction_penalty
     stop_reason = f"round limit ({max_rounds})"
-    failures = find(theta)
-    _record_failures(history[-1], failures)
+    failures, kept = find(theta)
+    _record_failures(history[-1], failures, kept)
 
     bar = progress_bar(max_rounds, "fa rounds", "round")
     for r in range(1, max_rounds + 1):
         bar.update(r - 1 - bar.n)
-        new_mis = [i for i in failures.misclassified.tolist() if i not in tightened]
-        new_tie = [i for i in failures.near_ties.tolist() if i not in tightened]
+        keep = set(kept.tolist())
+        new_mis = [i for i in failures.misclassified.tolist() if i in keep and i not in tightened]
+        new_tie = [i for i in failures.near_ties.tolist() if i in keep and i not in tightened]
         new = new_mis if (curriculum and new_mis) else new_mis + new_tie
         if not new:
-            stop_reason = "no new failures"
+            untouched = any(i not in tightened for i in failures.indices.tolist())
+            by = "the select= rule" if select is not None else f"failure_rule={rule!r}"
+            stop_reason = f"no new failures that {by} keeps" if untouched else "no new failures"
             break
         if len(tightened) + len(new) >= n:
             stop_reason = (
@@ -212,13 +243,14 @@ def run_fa(
             if shortfall[j] > 1e-9 * max(1.0, float(np.abs(state.margins).max())):
                 record.witness_pair = int(new_arr[j])
                 record.witness_violation = float(shortfall[j])
-        failures = find(theta)
-        _record_failures(record, failures)
+        failures, kept = find(theta)
+        _record_failures(record, failures, kept)
         state.record(record)
         history.append(record)
+        kept_note = f", {kept.size} kept by the rule" if kept.size < len(failures) else ""
         say(
             f"round {r}: changed {len(new)} pair(s), objective {record.objective:.6g}, "
-            f"{len(failures)} failure(s) now"
+            f"{len(failures)} failure(s) now{kept_note}"
         )
     else:
         stop_reason = f"round limit ({max_rounds})"
@@ -237,14 +269,17 @@ def run_fa(
         prices=state.prices(),
         settings=settings,
         threshold=None if threshold is None else float(threshold),
+        noise_posterior=posterior,
     )
 
 
-def _record_failures(record: FARound, failures: Failures) -> None:
+def _record_failures(record: FARound, failures: Failures, kept: np.ndarray) -> None:
     record.n_failures = len(failures)
     record.n_misclassified = int(failures.misclassified.size)
     record.n_near_ties = int(failures.near_ties.size)
     record.failures = failures.indices.tolist()
+    record.n_kept = int(kept.size)
+    record.kept = kept.tolist()
 
 
 def _full_theta(solution: Solution, dual_path: bool, base_theta: np.ndarray) -> np.ndarray:

@@ -20,6 +20,9 @@ class FARound:
     ``margins`` and ``prices`` (max-margin programs; ``prices`` None for hard margins) or
     ``weights`` and ``temperatures`` (MaxEnt) are copies of the full program's per-pair requirements
     after this round's edits: :meth:`FAResult.program` builds the program a round solved from them.
+    ``failures`` (``n_failures`` of them) are the failures detected on this round's θ; ``kept``
+    (``n_kept``) those the failure rule keeps for the next round's edit (all of them for
+    ``failure_rule="all"``).
     """
 
     round: int
@@ -33,6 +36,8 @@ class FARound:
     n_misclassified: int = 0
     n_near_ties: int = 0
     failures: list = field(default_factory=list)
+    n_kept: int = 0
+    kept: list = field(default_factory=list)
     changed: list = field(default_factory=list)
     step: float | None = None
     witness_pair: int | None = None
@@ -45,6 +50,7 @@ class FARound:
             "n_failures": self.n_failures,
             "n_misclassified": self.n_misclassified,
             "n_near_ties": self.n_near_ties,
+            "n_kept": self.n_kept,
             "objective": self.objective,
             "changed": list(self.changed),
             "step": self.step,
@@ -82,6 +88,8 @@ class FAResult:
         hard margins and MaxEnt): C (or the program's own C_i) times ``slack_upweight`` on the
         tightened pairs. ``MarginProgram(delta, required_margins, norm, C=prices)`` is the program
         whose solution is ``theta`` (without the dual path).
+    noise_posterior : ndarray or None
+        Each pair's out-of-fold coin-flip posterior (``failure_rule="posterior"`` only).
     """
 
     theta: np.ndarray
@@ -96,6 +104,7 @@ class FAResult:
     prices: np.ndarray | None = None
     settings: FASettings | None = None
     threshold: float | None = None
+    noise_posterior: np.ndarray | None = None
 
     @property
     def standard_program(self):

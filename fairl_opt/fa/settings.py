@@ -9,14 +9,17 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from fairl_opt.exceptions import DataError
+from fairl_opt.fa.rules import FAILURE_RULES
 from fairl_opt.failures import resolve_threshold
 from fairl_opt.programs import real_scalar
 
 
-def _setting(default, help: str, applies: str = "all", flag: bool = False):
-    """A field of :class:`FASettings` with the text ``fairl`` shows for it and the programs it applies
-    to (``"all"``, ``"margin"`` for max-margin programs, ``"maxent"``)."""
-    return field(default=default, metadata={"help": help, "applies": applies, "flag": flag})
+def _setting(default, help: str, applies: str = "all", flag: bool = False, choices=None):
+    """A field of :class:`FASettings` with the text ``fairl`` shows for it, the programs it applies
+    to (``"all"``, ``"margin"`` for max-margin programs, ``"maxent"``) and, for a ``str`` field, the
+    values it takes."""
+    return field(default=default, metadata={"help": help, "applies": applies, "flag": flag,
+                                            "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,13 @@ class FASettings:
         k ≥ 2 mines failures out of fold as well (folds keep each prompt together); 0 = training fit only.
     seed : int
         Seed of the fold assignment.
+    failure_rule : str
+        Which of the failures found are edited (:mod:`fairl_opt.fa.rules`): ``"all"`` (default),
+        ``"band"`` (normalised margin ≥ −τ), ``"agree"`` (a failure on the training fit and out of
+        fold; needs ``oof_folds`` ≥ 2) or ``"posterior"`` (out-of-fold coin-flip posterior < ½, from
+        the mixture of :func:`fairl_opt.fa.noise.mixture_maxent`, fitted once on Δ and the prompt
+        folds, ``oof_folds`` of them or 5 when 0; λ is a MaxEnt program's own and 1 for max-margin
+        programs, whose Δ the mixture reads alike).
 
     Tightening:
 
@@ -69,6 +79,9 @@ class FASettings:
     near_tie_quantile: float | None = _setting(0.1, "near-tie threshold as a quantile of the margins")
     oof_folds: int = _setting(5, "out-of-fold mining folds, 0 = off")
     seed: int = _setting(0, "seed of the out-of-fold folds")
+    failure_rule: str = _setting("all", "which failures are edited: all; band (margin >= -τ); agree (failing in "
+                                        "and out of fold); posterior (coin-flip posterior < 1/2)",
+                                 choices=FAILURE_RULES)
     margin_step: float = _setting(0.5, "FA margin tightening δ", "margin")
     upweight: float = _setting(2.0, "FA MaxEnt weight factor >= 1", "maxent")
     sharpen: float = _setting(1.0, "FA MaxEnt temperature factor in (0, 1]", "maxent")
@@ -88,6 +101,12 @@ class FASettings:
             _check_real("near_tie_quantile", self.near_tie_quantile, lambda v: 0 < v < 1, "in (0, 1)")
         _check_int("oof_folds", self.oof_folds, lambda v: v == 0 or v >= 2, "0 (off) or an integer >= 2")
         _check_int("seed", self.seed, lambda v: v >= 0, "an integer >= 0")
+        if not isinstance(self.failure_rule, str) or self.failure_rule not in FAILURE_RULES:
+            raise DataError(f"failure_rule must be one of {', '.join(map(repr, FAILURE_RULES))}, "
+                            f"got {self.failure_rule!r}")
+        if self.failure_rule == "agree" and not self.oof_folds:
+            raise DataError("failure_rule='agree' keeps failures on both the training and the out-of-fold "
+                            "fit: it needs oof_folds >= 2, got oof_folds=0")
         _check_real("margin_step", self.margin_step, lambda v: v > 0, "positive and finite")
         _check_real("upweight", self.upweight, lambda v: v >= 1, "finite and >= 1")
         _check_real("sharpen", self.sharpen, lambda v: 0 < v <= 1, "in (0, 1]")
