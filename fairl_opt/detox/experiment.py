@@ -52,7 +52,10 @@ from fairl_opt.fa import FASettings
 
 #: row name → (method of :data:`fairl_opt.estimators.METHODS`, changes to the FA settings). With soft
 #: margins, raising the margin of a pair whose dual sits at its bound C does not move θ (proofs/T10);
-#: "slack ×2" also doubles the slack price C_i of each failure, which does.
+#: "slack ×2" also doubles the slack price C_i of each failure, which does. The "rule" rows up-weight
+#: only the failures a :attr:`~fairl_opt.fa.FASettings.failure_rule` keeps (proofs/T12 §7): "band"
+#: those within τ of the boundary on the wrong side, "posterior" those the out-of-fold coin-flip
+#: mixture does not call noise.
 METHODS = {
     "mm-qp": ("mm-qp", {}),
     "fa-mm-qp": ("fa-mm-qp", {}),
@@ -68,6 +71,8 @@ METHODS = {
     "fa-maxent (no curriculum)": ("fa-maxent", {"curriculum": False}),
     "fa-maxent (dual path)": ("fa-maxent", {"dual_path": True}),
     "fa-maxent (out-of-fold)": ("fa-maxent", {"oof_folds": 5}),
+    "fa-maxent (band rule)": ("fa-maxent", {"failure_rule": "band"}),
+    "fa-maxent (posterior rule)": ("fa-maxent", {"failure_rule": "posterior"}),
 }
 QUICK_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "mm-lp", "fa-mm-lp", "maxent", "fa-maxent")
 ABLATION_METHODS = ("mm-qp", "fa-mm-qp", "fa-mm-qp (slack ×2)", "maxent", "fa-maxent")

@@ -260,7 +260,8 @@ def _policy_section(view: dict, policy: str, figures: list[str]) -> list[str]:
 
 
 #: (FA method, its standard) pairs of the "where FA helps" section.
-HELPS = ("fa-maxent", "fa-maxent (out-of-fold)", "fa-mm-qp (slack ×2)", "fa-mm-lp (slack ×2)", "fa-mm-qp")
+HELPS = ("fa-maxent", "fa-maxent (out-of-fold)", "fa-maxent (band rule)", "fa-maxent (posterior rule)",
+         "fa-mm-qp (slack ×2)", "fa-mm-lp (slack ×2)", "fa-mm-qp")
 
 
 def helps_section(summary: dict) -> list[str]:

@@ -1,0 +1,91 @@
+"""Re-RLHF inputs: the best standard and the best FA recovered reward of one split, chosen on the
+training prompts only, saved as `fairl fit` reward folders for `fairl detox train --reward`.
+
+    python -m benchmarks.rerlhf [--data data/detox] [--policy sir] [--split 0] [--out data/rerlhf]
+
+On split ``--split``'s training pairs of aligned policy ``--policy``: the regularisation of each
+standard program is chosen as in the experiment (:meth:`fairl_opt.detox.split.Split.select_regularisation`),
+then every candidate row of :data:`CANDIDATES` (the experiment's estimators, FA settings fixed) is
+scored by the same 3-fold prompt-level validation ROC-AUC on the training prompts; the best standard
+and the best FA row are refitted on all training pairs and written to ``OUT/reward-standard`` and
+``OUT/reward-fa`` (with ``choice.json``: every validation score). No test prompt is looked at. The
+two `fairl detox train --reward` commands to run next are printed (use `make aligned`'s settings); the
+rewards' held-out pair accuracy is recorded, never used for the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+STANDARD = ("mm-qp", "mm-lp", "maxent")
+FA = ("fa-maxent", "fa-maxent (out-of-fold)", "fa-mm-qp (slack ×2)", "fa-mm-lp (slack ×2)")
+CANDIDATES = STANDARD + FA
+
+
+def choose(data: str, policy: str, split: int, seed: int = 0) -> dict:
+    from sklearn.model_selection import cross_val_score
+
+    from fairl_opt.detox.dataset import DetoxDataset
+    from fairl_opt.detox.experiment import _estimator, split_seeds
+    from fairl_opt.detox.split import SELECTION_FOLDS, Split
+    from fairl_opt.pairs import PromptFolds
+
+    ds = DetoxDataset.load(data)
+    sp = Split(ds, ds.test_masks[split], policy)
+    base = split_seeds(seed, split)["base"]
+    chosen, _ = sp.select_regularisation(seed=base)
+    ids = sp.train.prompt_ids
+    scores = {}
+    for row in CANDIDATES:
+        est = _estimator(row, seed=base, chosen=chosen)
+        scores[row] = float(np.mean(cross_val_score(est, sp.train.delta, ids, groups=ids, scoring=sp.validation_roc_auc,
+                                                    cv=PromptFolds(SELECTION_FOLDS, base), error_score="raise")))
+    best_std = max(STANDARD, key=lambda r: scores[r])
+    best_fa = max(FA, key=lambda r: scores[r])
+    return {"policy": policy, "split": split, "seed": base, "chosen_regularisation": chosen,
+            "validation_roc_auc": scores, "standard": best_std, "fa": best_fa}
+
+
+def main(argv=None) -> dict:
+    from fairl_opt.data.fitting import fit_reward
+    from fairl_opt.detox.dataset import DetoxDataset
+    from fairl_opt.detox.experiment import FA_OPTIONS, METHODS, OPTIONS
+    from fairl_opt.detox.rerlhf import policy_pairs_data
+    from fairl_opt.estimators import get_method
+    from fairl_opt.fa import FASettings
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="data/detox")
+    parser.add_argument("--policy", default="sir")
+    parser.add_argument("--split", type=int, default=0)
+    parser.add_argument("--out", default="data/rerlhf")
+    args = parser.parse_args(argv)
+    choice = choose(args.data, args.policy, args.split)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = policy_pairs_data(DetoxDataset.load(args.data), args.policy, args.split)
+    for kind in ("standard", "fa"):
+        row = choice[kind]
+        name, changes = METHODS[row]
+        m = get_method(name)
+        params = dict(OPTIONS, **choice["chosen_regularisation"].get(m.program, {}))
+        settings = FASettings(**FA_OPTIONS, seed=choice["seed"]).replace(**changes) if m.failure_aware else None
+        reward, _ = fit_reward(pairs, name, margin=params["margin"], C=params["C"], reg=params["reg"],
+                               settings=settings, input_path=f"fairl detox pairs --data {args.data} --policy "
+                                                             f"{args.policy} --split {args.split}")
+        reward.save(out / f"reward-{kind}")
+        choice[f"{kind}_test_pair_accuracy"] = reward.training["test_pair_accuracy"]
+    (out / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
+    print(json.dumps(choice, indent=2))
+    for kind in ("standard", "fa"):
+        print(f"fairl detox train --data {args.data} --reward {out}/reward-{kind} --out {out}/{kind} "
+              "(plus make aligned's settings)")
+    return choice
+
+
+if __name__ == "__main__":
+    main()
