@@ -36,13 +36,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fairl_opt.estimators import MaxEntReward
 from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings, run_fa
+from fairl_opt.fa.noise import mixture_maxent
 from fairl_opt.fa.rules import FAILURE_RULES, FailureContext
 from fairl_opt.metrics import classification_metrics, starc_distance
-from fairl_opt.pairs import PreferencePairs, pair_kinds
+from fairl_opt.pairs import PreferencePairs, group_split, pair_kinds
 from fairl_opt.policies import aligned_log_probs, gumbel_topk, sample_pair_indices
 from fairl_opt.programs import MaxEntProgram
+from fairl_opt.solvers import solve
 from fairl_opt.simulate import simulate
 
 REGIMES = ("linear", "gaussian", "two-kinds", "label-noise", "filtered")
@@ -260,3 +263,105 @@ def selective_fa(delta, groups, reg: float = 1.0, settings: FASettings | None = 
     rounds = max((h.round for h in result.history[1:] if h.changed), default=0)
     return result.theta, {"edited": result.tightened, "rounds": rounds,
                           "noise_posterior": result.noise_posterior, "result": result}
+
+
+# -- the study (proofs/T12 (f); benchmarks/fa_theory.py and the detox report run it) -----------------
+#: (name, failure rule, settings): every FA variant of the study; "fa" is the toolkit's FA-MaxEnt. The
+#: rules other than "oracle" are the FA loop's own setting (FASettings.failure_rule).
+VARIANTS = (
+    ("fa", "all", FASettings()),
+    ("fa-sharpen", "all", FASettings(upweight=1.0, sharpen=0.5)),
+    ("fa-band", "band", FASettings()),
+    ("fa-posterior", "posterior", FASettings()),
+    ("fa-agree", "agree", FASettings()),
+    ("fa-oracle", "oracle", FASettings()),
+)
+METRICS = ("roc_auc", "starc", "pair_acc")
+
+
+def run_seed(regime: str, seed: int, n_pairs: int, dim: int, reg: float) -> dict:
+    """{method: {metric: value, "noise_share": ..., "edited": ...}} for one regime and seed."""
+    problem = planted_regime(regime, n_pairs, dim, seed=seed)
+    train, test = group_split(problem.pairs.prompt_ids, 0.3, seed)
+    delta, groups = problem.pairs.delta[train], problem.pairs.prompt_ids[train]
+    noise = problem.noise[train]
+    out = {"maxent": held_out_metrics(problem, MaxEntReward(reg).fit(delta).theta_, test)}
+    out["maxent"].update(noise_share=float("nan"), edited=0)
+    out["maxent-mixture"] = held_out_metrics(problem, mixture_maxent(delta, reg)[0], test)
+    out["maxent-mixture"].update(noise_share=float("nan"), edited=0)
+    # the truth's own weights: 2 = 1/(1 − drop_rate) on the pairs a regime under-represents (the
+    # inverse-probability weights of "filtered"; the rare kind's T→NT pairs of "two-kinds")
+    informative = problem.informative[train]
+    theta = solve(MaxEntProgram(delta, reg, weights=np.where(informative, 2.0, 1.0)), "newton").theta
+    out["oracle-weights"] = held_out_metrics(problem, theta, test)
+    out["oracle-weights"].update(noise_share=float("nan"), edited=int(informative.sum()))
+    for name, rule, settings in VARIANTS:
+        theta, record = selective_fa(delta, groups, reg, settings, rule, noise=noise)
+        if name == "fa":
+            # the same λ per unit of total weight as the FA fit: separates focusing from the lighter
+            # effective ridge that up-weighting brings at a fixed λ
+            total = delta.shape[0] + (settings.upweight - 1) * record["edited"].size
+            matched = MaxEntReward(reg * delta.shape[0] / total).fit(delta).theta_
+            out["maxent-matched-λ"] = held_out_metrics(problem, matched, test)
+            out["maxent-matched-λ"].update(noise_share=float("nan"), edited=0)
+        row = held_out_metrics(problem, theta, test)
+        edited = record["edited"]
+        row["noise_share"] = float(noise[edited].mean()) if edited.size else float("nan")
+        row["edited"] = int(edited.size)
+        out[name] = row
+    return out
+
+
+def study(seeds: int, n_pairs: int, dim: int, reg: float, regimes=REGIMES) -> dict:
+    """{regime: {method: {metric: array over seeds}}}: :func:`run_seed` for seeds 0..seeds−1."""
+    table = {}
+    for regime in regimes:
+        runs = [run_seed(regime, seed, n_pairs, dim, reg) for seed in range(seeds)]
+        table[regime] = {m: {k: np.array([r[m][k] for r in runs]) for k in runs[0][m]} for m in runs[0]}
+    return table
+
+
+def markdown(table: dict, baseline: str = "maxent", methods=None) -> str:
+    """The study as a markdown table: the baseline's mean, then method − baseline (mean ± se over
+    seeds, paired) per metric, for ``methods`` (default: all)."""
+    head = ("| regime | method | " + " | ".join(f"Δ {m}" for m in METRICS)
+            + " | pairs up-weighted | noise share |")
+    lines = [head, "|" + "---|" * (len(METRICS) + 4)]
+    for regime, rows in table.items():
+        base = rows[baseline]
+        cells = " | ".join(f"{base[m].mean():.4f}" for m in METRICS)
+        lines.append(f"| {regime} | {baseline} (value) | {cells} | | |")
+        for name, row in rows.items():
+            if name == baseline or (methods is not None and name not in methods):
+                continue
+            diffs = []
+            for m in METRICS:
+                mean, se = paired_differences(row[m], base[m])
+                diffs.append(f"{mean:+.4f} ± {se:.4f}")
+            shares = row["noise_share"][np.isfinite(row["noise_share"])]
+            share = f"{shares.mean():.2f}" if shares.size else "–"
+            lines.append(f"| {regime} | {name} | " + " | ".join(diffs) + f" | {row['edited'].mean():.0f} | {share} |")
+    return "\n".join(lines)
+
+
+def study_summary(seeds: int, n_pairs: int, dim: int, reg: float, methods=("fa",), regimes=REGIMES) -> dict:
+    """:func:`study` as JSON: per regime MaxEnt's mean held-out ROC-AUC, STARC and pair accuracy, and per
+    method in ``methods`` Δ = method − MaxEnt of each (mean and standard error over seeds, paired), the
+    mean number of pairs up-weighted and the share of noise pairs among them."""
+    table = study(seeds, n_pairs, dim, reg, regimes)
+    out = {}
+    for regime, rows in table.items():
+        base = rows["maxent"]
+        out[regime] = {"maxent": {m: float(base[m].mean()) for m in METRICS}}
+        for name in methods:
+            row = rows[name]
+            entry = {}
+            for m in METRICS:
+                mean, se = paired_differences(row[m], base[m])
+                entry[m] = {"mean": mean, "se": se}
+            shares = row["noise_share"][np.isfinite(row["noise_share"])]
+            entry["noise_share"] = float(shares.mean()) if shares.size else None
+            entry["edited"] = float(row["edited"].mean())
+            out[regime][name] = entry
+    return {"settings": {"seeds": seeds, "n_pairs": n_pairs, "dim": dim, "reg": reg}, "methods": list(methods),
+            "table": out}

@@ -126,3 +126,20 @@ def test_the_experiment_runs_every_policy_and_compares_with_the_implicit_reward(
     report = (tmp_path / "r" / "report.md").read_text()
     assert "## Aligned policy `dpo`" in report and "## Where FA helps and where it hurts" in report
     assert (tmp_path / "r" / "ablation_tnt_fraction_dpo.png").exists()
+    assert set(summary["planted"]["table"]) == {"linear", "gaussian", "two-kinds", "label-noise", "filtered"}
+    assert "Planted regimes" in report and "| two-kinds (misspecified" in report
+
+
+def test_the_planted_study_of_the_report_is_the_study_itself():
+    """study_summary's Δ are the paired means and standard errors of study's own arrays."""
+    from fairl_opt.misspecified import study, study_summary
+
+    args = dict(seeds=2, n_pairs=300, dim=6, reg=1.0, regimes=("gaussian", "label-noise"))
+    table = study(**args)
+    summary = study_summary(**args, methods=("fa", "fa-band"))
+    for regime in ("gaussian", "label-noise"):
+        for name in ("fa", "fa-band"):
+            diff = table[regime][name]["roc_auc"] - table[regime]["maxent"]["roc_auc"]
+            got = summary["table"][regime][name]["roc_auc"]
+            assert got["mean"] == pytest.approx(diff.mean()) and got["se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(2))
+    assert summary["settings"]["seeds"] == 2 and summary["methods"] == ["fa", "fa-band"]

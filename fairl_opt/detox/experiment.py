@@ -324,6 +324,10 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
              "starc_r_star_vs_implicit": _mean_sd([x["starc_r_star_vs_implicit"] for x in implicit])}
             if implicit else None)
     summary = _summarise(ds, by_policy, methods, fractions, n_splits, quick, seed)
+    t0 = time.perf_counter()
+    summary["planted"] = planted_study(quick)
+    summary["planted"]["seconds"] = time.perf_counter() - t0
+    say(f"planted regimes: {summary['planted']['settings']['seeds']} seeds in {summary['planted']['seconds']:.0f}s")
     summary["workers"] = workers
     summary["seconds"] = time.perf_counter() - start
     from fairl_opt.detox.report import write_report
@@ -331,6 +335,21 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
     write_report(summary, out)
     say(f"wrote {out}/report.md, summary.json and figures in {summary['seconds']:.0f}s")
     return summary
+
+
+#: The planted study of the report (:func:`fairl_opt.misspecified.study`): seeds, pairs, d, λ; quick mode
+#: uses :data:`PLANTED_QUICK`.
+PLANTED = {"seeds": 8, "n_pairs": 1500, "dim": 16, "reg": 1.0}
+PLANTED_QUICK = {"seeds": 2, "n_pairs": 400, "dim": 8, "reg": 1.0}
+PLANTED_METHODS = ("fa", "fa-band", "fa-posterior", "fa-agree", "fa-oracle")
+
+
+def planted_study(quick: bool = False) -> dict:
+    """FA and the failure rules against MaxEnt on every planted regime of :mod:`fairl_opt.misspecified`
+    (:func:`~fairl_opt.misspecified.study_summary` with :data:`PLANTED` or, quick, :data:`PLANTED_QUICK`)."""
+    from fairl_opt.misspecified import study_summary
+
+    return study_summary(**(PLANTED_QUICK if quick else PLANTED), methods=PLANTED_METHODS)
 
 
 def paired_differences(rows, method: str, versus: str) -> dict:
