@@ -127,6 +127,14 @@ def test_the_experiment_runs_every_policy_and_compares_with_the_implicit_reward(
     assert "## Aligned policy `dpo`" in report and "## Where FA helps and where it hurts" in report
     assert (tmp_path / "r" / "ablation_tnt_fraction_dpo.png").exists()
     assert set(summary["planted"]["table"]) == {"linear", "gaussian", "two-kinds", "label-noise", "filtered"}
+    import re
+
+    section = report[report.index("## Where FA helps"):report.index("Of these")]
+    cells = [c for line in section.splitlines() if line.startswith("| sir |") or line.startswith("| dpo |")
+             for c in line.split("|")[3:-1]]
+    n = int(re.search(r"Of these (\d+) comparisons FA is better in (\d+), worse in (\d+) and not clearly different "
+                      r"in (\d+)", report).group(1))
+    assert n == sum(c.strip() != "—" for c in cells) > 0
     assert "Planted regimes" in report and "| two-kinds (misspecified" in report
 
 

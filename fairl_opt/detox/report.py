@@ -286,7 +286,8 @@ def helps_section(summary: dict) -> list[str]:
             for c in cols:
                 d = entry["difference"][c]
                 v = verdict(d, COLUMNS[c][1])
-                counts[v] = counts.get(v, 0) + (v in counts)
+                if d["n"] and v in counts:
+                    counts[v] += 1
                 cells.append("—" if d["n"] == 0 else f"{_cell(d)} ({v})")
             lines.append(f"| {policy} | {method} vs {entry['versus']} | " + " | ".join(cells) + " |")
     lines += ["", f"Of these {sum(counts.values())} comparisons FA is better in {counts['better']}, worse in "
