@@ -2,6 +2,7 @@
 training prompts only, saved as `fairl fit` reward folders for `fairl detox train --reward`.
 
     python -m benchmarks.rerlhf [--data data/detox] [--policy sir] [--split 0] [--out data/rerlhf]
+    python -m benchmarks.rerlhf --evaluate base=smollm2 dpo=data/aligned standard=data/rerlhf/standard ...
 
 On split ``--split``'s training pairs of aligned policy ``--policy``: the regularisation of each
 standard program is chosen as in the experiment (:meth:`fairl_opt.detox.split.Split.select_regularisation`),
@@ -50,6 +51,35 @@ def choose(data: str, policy: str, split: int, seed: int = 0) -> dict:
             "validation_roc_auc": scores, "standard": best_std, "fa": best_fa}
 
 
+def evaluate(data: str, models: dict, split: int = 0, samples: int = 1, workers: int = 1, cache_dir=None) -> dict:
+    """Toxicity under r* of ``samples`` fresh completions per test prompt of ``split`` from each model of
+    ``models`` ({label: model}), every model drawing from the same seeds (common random numbers), with
+    Wilson 95 % intervals, overall and by prompt family."""
+    from benchmarks.challenge_prompts import wilson
+    from fairl_opt.detox.dataset import DetoxDataset
+    from fairl_opt.detox.toxicity import true_reward
+    from fairl_opt.lm import SamplingConfig, generate_completions
+
+    ds = DetoxDataset.load(data)
+    rows = np.flatnonzero(ds.test_masks[split])
+    prompts = [ds.prompts[i] for i in rows]
+    fam = np.repeat(np.asarray(ds.families)[rows], samples)
+    config = SamplingConfig(**ds.manifest["generator"]["sampling"])
+    out = {}
+    for label, model in models.items():
+        texts = generate_completions(prompts, samples, model=model, seed=int(ds.manifest["seed"]) + 7, config=config,
+                                     chunk_prompts=max(1, 64 // samples), workers=workers,
+                                     cache_dir=None if cache_dir is None else Path(cache_dir) / label)
+        r, toxic, _ = true_reward([t for row in texts for t in row])
+        entry = {"toxic": float(toxic.mean()), "wilson95": wilson(int(toxic.sum()), toxic.size),
+                 "mean_r_star": float(r.mean()), "n": int(toxic.size)}
+        for f in sorted(set(fam)):
+            k = toxic[fam == f]
+            entry[f] = {"toxic": float(k.mean()), "wilson95": wilson(int(k.sum()), k.size), "n": int(k.size)}
+        out[label] = entry
+    return out
+
+
 def main(argv=None) -> dict:
     from fairl_opt.data.fitting import fit_reward
     from fairl_opt.detox.dataset import DetoxDataset
@@ -63,7 +93,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--policy", default="sir")
     parser.add_argument("--split", type=int, default=0)
     parser.add_argument("--out", default="data/rerlhf")
+    parser.add_argument("--evaluate", nargs="+", metavar="LABEL=MODEL", default=None,
+                        help="instead: toxicity of fresh samples from each model on the split's test prompts")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.evaluate:
+        models = dict(item.split("=", 1) for item in args.evaluate)
+        result = evaluate(args.data, models, args.split, workers=args.workers, cache_dir=".cache/rerlhf_eval")
+        print("| model | toxic | Wilson 95 % | mean r* | " + " | ".join(sorted(k for k in next(iter(result.values()))
+                                                                          if isinstance(next(iter(result.values()))[k], dict))) + " |")
+        for label, e in result.items():
+            fams = sorted(k for k in e if isinstance(e[k], dict))
+            print(f"| {label} | {e['toxic']:.3f} | [{e['wilson95'][0]:.3f}, {e['wilson95'][1]:.3f}] | {e['mean_r_star']:.2f} | "
+                  + " | ".join(f"{e[f]['toxic']:.3f}" for f in fams) + " |")
+        print(json.dumps(result, indent=1))
+        return result
     choice = choose(args.data, args.policy, args.split)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
