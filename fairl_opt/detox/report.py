@@ -288,7 +288,7 @@ def helps_section(summary: dict) -> list[str]:
                 v = verdict(d, COLUMNS[c][1])
                 if d["n"] and v in counts:
                     counts[v] += 1
-                cells.append("—" if d["n"] == 0 else f"{_cell(d)} ({v})")
+                cells.append("—" if d["n"] == 0 else f"{_cell(d, 4)} ({v})")
             lines.append(f"| {policy} | {method} vs {entry['versus']} | " + " | ".join(cells) + " |")
     lines += ["", f"Of these {sum(counts.values())} comparisons FA is better in {counts['better']}, worse in "
                   f"{counts['worse']} and not clearly different in {counts['no clear difference']}.", "",
