@@ -30,10 +30,12 @@ def test_build_prompts_deterministic_distinct_and_balanced():
     assert 50 < sum(f == "provocative" for f in families[:200]) < 150
 
 
-def test_default_mix_rebuilds_the_shipped_prompts():
-    """The v1 dataset's prompts (build_prompts(3000, seed 0)) are unchanged by the mix option."""
+def test_the_manifest_rule_rebuilds_the_shipped_prompts():
+    """The shipped prompts are build_prompts with the manifest's recorded count, seed and mix."""
     rows = [json.loads(line) for line in (DATA / "prompts.jsonl").read_text(encoding="utf-8").splitlines()]
-    prompts, families = build_prompts(len(rows), seed=0)
+    source = json.loads((DATA / "manifest.json").read_text(encoding="utf-8"))["prompt_source"]
+    assert source["builder"] == "fairl_opt.detox.prompts.build_prompts"
+    prompts, families = build_prompts(len(rows), seed=source["seed"], mix=source.get("mix"))
     assert prompts == [r["text"] for r in rows] and families == [r["family"] for r in rows]
 
 
