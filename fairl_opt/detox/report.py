@@ -173,8 +173,8 @@ def _data_lines(summary: dict) -> list[str]:
         lines.append(
             f"- Trained aligned policy `{name}`: {model['name']} ({model.get('peft_type') or 'model'} on "
             f"{(model.get('base') or {}).get('name', '—')}), {pol['samples']} sample(s) per prompt with the base "
-            f"completions' sampling settings and seeds; toxic {pol['rates']['toxic']:.3f} ("
-            + ", ".join(f"{k} {v:.3f}" for k, v in pol["rates"]["toxic_by_family"].items()) + ")"
+            f"completions' sampling settings and seeds; toxic {pol['rates']['toxic']:.4f} ("
+            + ", ".join(f"{k} {v:.4f}" for k, v in pol["rates"]["toxic_by_family"].items()) + ")"
             + (f"; its implicit reward β·log π_θ/π_ref (β = {imp['beta']:g}) is scored on {imp['computed_on']}"
                if imp else "") + ".")
     lines += [
