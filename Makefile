@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The main job: the detox experiment on the shipped data/detox -> reports/detox/report.md.
 demo: $(STAMP)
-	$(VENV)/bin/fairl detox run --data data/detox --out reports/detox
+	$(VENV)/bin/fairl detox run --data data/detox --out reports/detox --rerlhf data/rerlhf/evaluation.json
 
 # Regenerate data/detox end to end: SmolLM2 sampling on the challenge-heavy prompt mix + r* + features
 # (about 30 minutes on 2 cores), then the aligned model and its policy (make aligned).
@@ -55,6 +55,8 @@ rerlhf: $(STAMP)
 	$(PY) -m benchmarks.rerlhf --data data/detox --policy sir --split 0 --out data/rerlhf
 	$(VENV)/bin/fairl detox train --reward data/rerlhf/reward-standard --out data/rerlhf/standard $(RERLHF_TRAIN)
 	$(VENV)/bin/fairl detox train --reward data/rerlhf/reward-fa --out data/rerlhf/fa $(RERLHF_TRAIN)
+	$(PY) -m benchmarks.rerlhf --evaluate base=smollm2 dpo=data/aligned standard=data/rerlhf/standard \
+	    fa=data/rerlhf/fa --save data/rerlhf/evaluation.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

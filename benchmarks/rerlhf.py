@@ -96,6 +96,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--evaluate", nargs="+", metavar="LABEL=MODEL", default=None,
                         help="instead: toxicity of fresh samples from each model on the split's test prompts")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--save", default=None, help="with --evaluate: write the results as JSON (the detox report reads it)")
     args = parser.parse_args(argv)
     if args.evaluate:
         models = dict(item.split("=", 1) for item in args.evaluate)
@@ -107,6 +108,12 @@ def main(argv=None) -> dict:
             print(f"| {label} | {e['toxic']:.3f} | [{e['wilson95'][0]:.3f}, {e['wilson95'][1]:.3f}] | {e['mean_r_star']:.2f} | "
                   + " | ".join(f"{e[f]['toxic']:.3f}" for f in fams) + " |")
         print(json.dumps(result, indent=1))
+        if args.save:
+            doc = {"what": "toxicity under r* of one fresh sample per test prompt of split "
+                           f"{args.split}, every model drawing from the same seeds; Wilson 95 % over completions "
+                           "(python -m benchmarks.rerlhf --evaluate)", "split": args.split, "models": models,
+                   "results": result}
+            Path(args.save).write_text(json.dumps(doc, indent=1) + "\n")
         return result
     choice = choose(args.data, args.policy, args.split)
     out = Path(args.out)

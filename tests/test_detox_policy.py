@@ -151,3 +151,22 @@ def test_the_planted_study_of_the_report_is_the_study_itself():
             got = summary["table"][regime][name]["roc_auc"]
             assert got["mean"] == pytest.approx(diff.mean()) and got["se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(2))
     assert summary["settings"]["seeds"] == 2 and summary["methods"] == ["fa", "fa-band"]
+
+
+def test_the_report_shows_a_re_rlhf_file_and_refuses_a_bad_one(two_policies, tmp_path, capsys):
+    from tests.clirun import run
+
+    d, _ = two_policies
+    good = {"what": "planted", "models": {"base": "b", "fa": "f"},
+            "results": {"base": {"toxic": 0.25, "wilson95": [0.2, 0.3], "mean_r_star": 1.0, "n": 600},
+                        "fa": {"toxic": 0.002, "wilson95": [0.0, 0.009], "mean_r_star": 4.5, "n": 600}}}
+    (tmp_path / "e.json").write_text(json.dumps(good))
+    code, _, err = run(capsys, "detox", "run", "--data", d, "--out", tmp_path / "r", "--quick", "--no-geometry",
+                       "--quiet", "--rerlhf", tmp_path / "e.json")
+    assert code == 0, err
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "## Re-RLHF" in report and "| fa | 600 | 0.002 | [0.000, 0.009] | 4.50 |" in report
+    (tmp_path / "bad.json").write_text(json.dumps({"results": {"fa": {"toxic": 0.1}}}))
+    code, _, err = run(capsys, "detox", "run", "--data", d, "--out", tmp_path / "s", "--quick", "--quiet",
+                       "--rerlhf", tmp_path / "bad.json")
+    assert code == 2 and "--rerlhf" in err and "results['fa']" in err

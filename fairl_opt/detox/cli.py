@@ -141,8 +141,13 @@ def cmd_run(args) -> int:
 
     check_output_dir(args.out)
     _check_dataset(args.data)
+    rerlhf = None
+    if args.rerlhf is not None:
+        from fairl_opt.detox.report import read_rerlhf
+
+        rerlhf = read_rerlhf(args.rerlhf)
     summary = run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,
-                             geometry=not args.no_geometry, workers=args.workers, seed=args.seed)
+                             geometry=not args.no_geometry, workers=args.workers, seed=args.seed, rerlhf=rerlhf)
     if not args.quiet:
         for policy in summary["by_policy"]:
             print(f"aligned policy {policy}:", main_table(_view(summary, policy)), "", sep="\n")
@@ -231,6 +236,8 @@ def add_detox_parser(sub) -> None:
     r.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seeds every random stream (folds, FA mining, geometry, ablation subsets); "
                         "results do not depend on --workers")
+    r.add_argument("--rerlhf", default=None, metavar="FILE",
+                   help="re-RLHF toxicity measured by `make rerlhf` (JSON) to show beside the aligned model's")
     r.add_argument("--quiet", action="store_true", help="no progress lines and no tables")
     r.set_defaults(func=cmd_run)
     summary = "add a trained aligned policy to a dataset: its samples, r*, features and implicit reward"

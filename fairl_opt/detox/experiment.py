@@ -279,7 +279,8 @@ def _split_worker(args):
 
 
 def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, progress: bool = True,
-                   geometry: bool = True, max_prompts: int | None = None, workers: int = 1, seed: int = 0) -> dict:
+                   geometry: bool = True, max_prompts: int | None = None, workers: int = 1, seed: int = 0,
+                   rerlhf: dict | None = None) -> dict:
     """Run everything on the dataset in ``data`` and write ``report.md``, ``summary.json`` and figures to
     ``out``. ``quick`` runs two splits, the core methods and a two-point ablation; ``workers`` processes
     (one thread each) share the splits — the results do not depend on it; ``seed`` seeds every random
@@ -328,6 +329,7 @@ def run_experiment(data=DEFAULT_DIR, out="reports/detox", quick: bool = False, p
     summary["planted"] = planted_study(quick)
     summary["planted"]["seconds"] = time.perf_counter() - t0
     say(f"planted regimes: {summary['planted']['settings']['seeds']} seeds in {summary['planted']['seconds']:.0f}s")
+    summary["rerlhf"] = rerlhf  # measured by `make rerlhf` (report.read_rerlhf), shown as given
     summary["workers"] = workers
     summary["seconds"] = time.perf_counter() - start
     from fairl_opt.detox.report import write_report
