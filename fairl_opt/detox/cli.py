@@ -117,13 +117,13 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _check_dataset(data) -> None:
-    """Load the dataset in ``data`` once before the run: a loader's ValueError, KeyError or TypeError
+def _check_dataset(data):
+    """The dataset in ``data``, loaded and checked once before the run (callers reuse it): a loader's ValueError, KeyError or TypeError
     (a manifest that is not JSON or lacks a field) becomes a DataError naming the folder."""
     from fairl_opt.detox.dataset import DetoxDataset
 
     try:
-        DetoxDataset.load(data)
+        return DetoxDataset.load(data)
     except DataError:
         raise
     except (ValueError, KeyError, TypeError) as exc:

@@ -69,10 +69,8 @@ def cmd_pairs(args) -> int:
 
     from fairl_opt._json import run_record
     from fairl_opt.detox.cli import _check_dataset
-    from fairl_opt.detox.dataset import DetoxDataset
 
-    _check_dataset(args.data)
-    ds = DetoxDataset.load(args.data)
+    ds = _check_dataset(args.data)
     data = policy_pairs_data(ds, args.policy, args.split)
     data.save(args.out)
     n_test = int(data.test_mask.sum())

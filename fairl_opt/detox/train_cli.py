@@ -115,7 +115,7 @@ def _target_modules(spec, text: str) -> list[str]:
 
 def cmd_train(args) -> int:
     from fairl_opt.detox.cli import _check_dataset
-    from fairl_opt.detox.dataset import TEMPLATES, DetoxDataset
+    from fairl_opt.detox.dataset import TEMPLATES
     from fairl_opt.detox.train import prepare_output, train_dpo
     from fairl_opt.models import resolve_model
 
@@ -125,8 +125,7 @@ def cmd_train(args) -> int:
         prepare_output(args.out, force=False)
     if not Path(args.data).is_dir():
         raise DataError(f"--data {args.data}: no such folder (make one with `fairl detox generate --out {args.data}`)")
-    _check_dataset(args.data)
-    dataset = DetoxDataset.load(args.data)
+    dataset = _check_dataset(args.data)
     try:
         spec = resolve_model(args.base)
     except DataError as exc:
