@@ -2,7 +2,8 @@
 training prompts only, saved as `fairl fit` reward folders for `fairl detox train --reward`.
 
     python -m benchmarks.rerlhf [--data data/detox] [--policy sir] [--split 0] [--out data/rerlhf]
-    python -m benchmarks.rerlhf --evaluate base=smollm2 dpo=data/aligned standard=data/rerlhf/standard ...
+    python -m benchmarks.rerlhf --evaluate base=smollm2 dpo=data/aligned standard@0=data/rerlhf/standard-seed0 \
+        fa@0=data/rerlhf/fa-seed0 ... --compare fa:standard --save data/rerlhf/evaluation.json
 
 On split ``--split``'s training pairs of aligned policy ``--policy``: the regularisation of each
 standard program is chosen as in the experiment (:meth:`fairl_opt.detox.split.Split.select_regularisation`),
@@ -12,6 +13,10 @@ and the best FA row are refitted on all training pairs and written to ``OUT/rewa
 ``OUT/reward-fa`` (with ``choice.json``: every validation score). No test prompt is looked at. The
 two `fairl detox train --reward` commands to run next are printed (use `make aligned`'s settings); the
 rewards' held-out pair accuracy is recorded, never used for the choice.
+
+``--evaluate`` labels are NAME or NAME@SEED (one training run of NAME with that training seed); the
+saved file keeps every completion's r* and the adapter's last KL record, and ``--compare A:B`` lists
+the paired comparisons the report shows (:mod:`fairl_opt.detox.rerlhf`).
 """
 
 from __future__ import annotations
@@ -72,7 +77,11 @@ def evaluate(data: str, models: dict, split: int = 0, samples: int = 1, workers:
                                      cache_dir=None if cache_dir is None else Path(cache_dir) / label)
         r, toxic, _ = true_reward([t for row in texts for t in row])
         entry = {"toxic": float(toxic.mean()), "wilson95": wilson(int(toxic.sum()), toxic.size),
-                 "mean_r_star": float(r.mean()), "n": int(toxic.size)}
+                 "mean_r_star": float(r.mean()), "n": int(toxic.size), "r_star": [round(float(v), 6) for v in r]}
+        log = Path(model) / "training_log.json"
+        if log.is_file():
+            last = [rec for rec in json.loads(log.read_text())["records"] if "kl" in rec][-1]
+            entry["kl"] = {"mean": last["kl"], "se": last.get("kl_se"), "step": last["step"]}
         for f in sorted(set(fam)):
             k = toxic[fam == f]
             entry[f] = {"toxic": float(k.mean()), "wilson95": wilson(int(k.sum()), k.size), "n": int(k.size)}
@@ -96,10 +105,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--evaluate", nargs="+", metavar="LABEL=MODEL", default=None,
                         help="instead: toxicity of fresh samples from each model on the split's test prompts")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--compare", nargs="*", metavar="A:B", default=[],
+                        help="with --save: model names whose paired differences A − B the report shows")
     parser.add_argument("--save", default=None, help="with --evaluate: write the results as JSON (the detox report reads it)")
     args = parser.parse_args(argv)
     if args.evaluate:
         models = dict(item.split("=", 1) for item in args.evaluate)
+        compare = [c.split(":", 1) for c in args.compare]
+        names = {label.partition("@")[0] for label in models}
+        if any(len(c) != 2 or not set(c) <= names for c in compare):
+            parser.error(f"--compare takes A:B with names among {sorted(names)}")
         result = evaluate(args.data, models, args.split, workers=args.workers, cache_dir=".cache/rerlhf_eval")
         print("| model | toxic | Wilson 95 % | mean r* | " + " | ".join(sorted(k for k in next(iter(result.values()))
                                                                           if isinstance(next(iter(result.values()))[k], dict))) + " |")
@@ -107,12 +122,12 @@ def main(argv=None) -> dict:
             fams = sorted(k for k in e if isinstance(e[k], dict))
             print(f"| {label} | {e['toxic']:.3f} | [{e['wilson95'][0]:.3f}, {e['wilson95'][1]:.3f}] | {e['mean_r_star']:.2f} | "
                   + " | ".join(f"{e[f]['toxic']:.3f}" for f in fams) + " |")
-        print(json.dumps(result, indent=1))
+        print(json.dumps({k: {f: v for f, v in e.items() if f != "r_star"} for k, e in result.items()}, indent=1))
         if args.save:
             doc = {"what": "toxicity under r* of one fresh sample per test prompt of split "
                            f"{args.split}, every model drawing from the same seeds; Wilson 95 % over completions "
                            "(python -m benchmarks.rerlhf --evaluate)", "split": args.split, "models": models,
-                   "results": result}
+                   "comparisons": compare, "results": result}
             Path(args.save).write_text(json.dumps(doc, indent=1) + "\n")
         return result
     choice = choose(args.data, args.policy, args.split)
@@ -133,7 +148,7 @@ def main(argv=None) -> dict:
     (out / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
     print(json.dumps(choice, indent=2))
     for kind in ("standard", "fa"):
-        print(f"fairl detox train --data {args.data} --reward {out}/reward-{kind} --out {out}/{kind} "
+        print(f"fairl detox train --data {args.data} --reward {out}/reward-{kind} --out {out}/{kind}-seed0 --seed 0 "
               "(plus make aligned's settings)")
     return choice
 

@@ -165,8 +165,63 @@ def test_the_report_shows_a_re_rlhf_file_and_refuses_a_bad_one(two_policies, tmp
                        "--quiet", "--rerlhf", tmp_path / "e.json")
     assert code == 0, err
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "## Re-RLHF" in report and "| fa | 600 | 0.002 | [0.000, 0.009] | 4.50 |" in report
+    assert "## Re-RLHF" in report and "| fa | — | 600 | 0.002 | 0.002 | 4.50 | — |" in report
     (tmp_path / "bad.json").write_text(json.dumps({"results": {"fa": {"toxic": 0.1}}}))
     code, _, err = run(capsys, "detox", "run", "--data", d, "--out", tmp_path / "s", "--quick", "--quiet",
                        "--rerlhf", tmp_path / "bad.json")
     assert code == 2 and "--rerlhf" in err and "results['fa']" in err
+
+
+def _run(toxic, r, kl=None):
+    e = {"toxic": toxic, "wilson95": [0.0, 1.0], "mean_r_star": float(np.mean(r)), "n": len(r), "r_star": list(r)}
+    if kl is not None:
+        e["kl"] = {"mean": kl, "se": 1.0, "step": 158}
+    return e
+
+
+def test_re_rlhf_runs_of_several_seeds_give_mean_sd_and_paired_differences(tmp_path):
+    from fairl_opt.detox.rerlhf import read_rerlhf, rerlhf_lines, summarise_rerlhf
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 1.0, 50)
+    shift = {0: 0.5, 1: 0.3, 2: 0.1}
+    results = {"base": _run(0.25, base)}
+    for seed in (0, 1, 2):
+        std = base + 3.0 + rng.normal(0, 0.1, 50)
+        results[f"standard@{seed}"] = _run(0.01 * seed, std, kl=20.0 + seed)
+        results[f"fa@{seed}"] = _run(0.02 * seed, std + shift[seed], kl=18.0)
+    doc = {"what": "planted", "models": {}, "comparisons": [["fa", "standard"]], "results": results}
+    (tmp_path / "e.json").write_text(json.dumps(doc))
+    s = summarise_rerlhf(read_rerlhf(tmp_path / "e.json"))
+    g = s["groups"]["standard"]
+    assert g["seeds"] == [0, 1, 2] and g["toxic"] == [0.0, 0.01, 0.02]
+    assert g["toxic_mean"] == pytest.approx(0.01) and g["toxic_sd"] == pytest.approx(0.01)
+    assert s["groups"]["base"]["toxic_sd"] is None and s["groups"]["base"]["seeds"] == [None]
+    c = s["comparisons"][0]
+    assert [r["seed"] for r in c["per_seed"]] == [0, 1, 2]
+    assert [r["d_r"] for r in c["per_seed"]] == pytest.approx([0.5, 0.3, 0.1])
+    assert c["d_r_mean"] == pytest.approx(0.3) and c["d_r_sd"] == pytest.approx(0.2)
+    assert c["d_toxic_mean"] == pytest.approx(0.01)
+    for r in c["per_seed"]:  # a constant shift: the paired interval over prompts is a point
+        assert r["d_r_ci"] == pytest.approx([shift[r["seed"]]] * 2, abs=1e-9)
+    text = "\n".join(rerlhf_lines(read_rerlhf(tmp_path / "e.json")))
+    assert "| standard | 0, 1, 2 | 50 | 0.000, 0.010, 0.020 | 0.010 ± 0.010 |" in text
+    assert "| fa − standard | mean ± sd over 3 seeds | +0.0100 ± 0.0100 | +0.300 ± 0.200 | |" in text
+    assert "21.0 ± 1.0" in text  # the standard runs' KL over seeds
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["results"].update({"fa@x": d["results"]["base"]}), "NAME@SEED"),
+    (lambda d: d.update(comparisons=[["fa", "nobody"]]), "comparison"),
+    (lambda d: d["results"]["base"].update(r_star=[1.0]), "'r_star'"),
+    (lambda d: d["results"]["base"].update(r_star=[float("nan"), 1.0]), "'r_star'"),
+])
+def test_a_bad_re_rlhf_file_is_refused_by_name(tmp_path, change, message):
+    from fairl_opt.detox.rerlhf import read_rerlhf
+    from fairl_opt.exceptions import DataError
+
+    doc = {"results": {"base": _run(0.2, [1.0, 2.0]), "fa@0": _run(0.0, [3.0, 4.0])}, "comparisons": []}
+    change(doc)
+    (tmp_path / "e.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=message):
+        read_rerlhf(tmp_path / "e.json")

@@ -143,7 +143,7 @@ def cmd_run(args) -> int:
     _check_dataset(args.data)
     rerlhf = None
     if args.rerlhf is not None:
-        from fairl_opt.detox.report import read_rerlhf
+        from fairl_opt.detox.rerlhf import read_rerlhf
 
         rerlhf = read_rerlhf(args.rerlhf)
     summary = run_experiment(args.data, args.out, quick=args.quick, progress=not args.quiet,

@@ -343,38 +343,6 @@ def planted_lines(planted: dict | None) -> list[str]:
     return lines
 
 
-def read_rerlhf(path) -> dict:
-    """The re-RLHF evaluation file of ``benchmarks/rerlhf.py --evaluate --save`` checked for form: a JSON
-    object whose ``results`` map each model label to its ``toxic`` rate, ``wilson95`` interval, ``mean_r_star``
-    and ``n``. A DataError names the file and what is wrong."""
-    from fairl_opt.exceptions import DataError
-
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"--rerlhf {path}: not a readable JSON file ({exc})") from None
-    results = doc.get("results") if isinstance(doc, dict) else None
-    if not isinstance(results, dict) or not results:
-        raise DataError(f"--rerlhf {path}: expected an object with non-empty 'results'")
-    for label, e in results.items():
-        if not (isinstance(e, dict) and all(k in e for k in ("toxic", "wilson95", "mean_r_star", "n"))):
-            raise DataError(f"--rerlhf {path}: results[{label!r}] needs toxic, wilson95, mean_r_star and n")
-    return {"file": str(path), "what": doc.get("what", ""), "models": doc.get("models", {}), "results": results}
-
-
-def rerlhf_lines(rerlhf: dict | None) -> list[str]:
-    if not rerlhf:
-        return []
-    lines = ["## Re-RLHF: the base retrained with recovered rewards", "",
-             f"Measured by `make rerlhf`, read from `{rerlhf['file']}` (not recomputed in this run): "
-             f"{rerlhf['what']}. Models: " + ", ".join(f"{k} = `{v}`" for k, v in rerlhf["models"].items()) + ".", "",
-             "| model | completions | toxic↓ | Wilson 95 % | mean r* |", "|---|---|---|---|---|"]
-    for label, e in rerlhf["results"].items():
-        lo, hi = e["wilson95"]
-        lines.append(f"| {label} | {e['n']} | {e['toxic']:.3f} | [{lo:.3f}, {hi:.3f}] | {e['mean_r_star']:.2f} |")
-    return lines + [""]
-
-
 def write_report(summary: dict, out) -> Path:
     """Write ``report.md``, ``summary.json`` and the figures (one set per aligned policy) to ``out``
     (created); returns the report path."""
@@ -406,6 +374,8 @@ def write_report(summary: dict, out) -> Path:
         view = _view(summary, policy)
         lines += _policy_section(view, policy, _figures(view, out, tag))
         first = False
+    from fairl_opt.detox.rerlhf import rerlhf_lines
+
     lines += rerlhf_lines(summary.get("rerlhf"))
     lines += helps_section(summary)
     lines += [f"Run time: {summary.get('seconds', 0):.0f} s with {summary.get('workers', 1)} worker process(es).", ""]
