@@ -116,10 +116,12 @@ def main(argv=None) -> dict:
         if any(len(c) != 2 or not set(c) <= names for c in compare):
             parser.error(f"--compare takes A:B with names among {sorted(names)}")
         result = evaluate(args.data, models, args.split, workers=args.workers, cache_dir=".cache/rerlhf_eval")
-        print("| model | toxic | Wilson 95 % | mean r* | " + " | ".join(sorted(k for k in next(iter(result.values()))
-                                                                          if isinstance(next(iter(result.values()))[k], dict))) + " |")
+        def families(e):
+            return sorted(k for k, v in e.items() if isinstance(v, dict) and "toxic" in v)
+
+        print("| model | toxic | Wilson 95 % | mean r* | " + " | ".join(families(next(iter(result.values())))) + " |")
         for label, e in result.items():
-            fams = sorted(k for k in e if isinstance(e[k], dict))
+            fams = families(e)
             print(f"| {label} | {e['toxic']:.3f} | [{e['wilson95'][0]:.3f}, {e['wilson95'][1]:.3f}] | {e['mean_r_star']:.2f} | "
                   + " | ".join(f"{e[f]['toxic']:.3f}" for f in fams) + " |")
         print(json.dumps({k: {f: v for f, v in e.items() if f != "r_star"} for k, e in result.items()}, indent=1))
