@@ -87,7 +87,8 @@ def read_rerlhf(path) -> dict:
     """The re-RLHF evaluation file ``path`` checked for form (see the module docstring): a JSON object
     whose ``results`` map each label to ``toxic``, ``wilson95``, ``mean_r_star`` and ``n`` (optionally
     ``r_star``, the n per-completion rewards, and ``kl``), and whose optional ``comparisons`` list
-    [A, B] pairs of model names. A DataError names the file and what is wrong."""
+    [A, B] pairs of model names. A DataError names the file and what is wrong. The result carries its
+    ``summary`` (:func:`summarise_rerlhf`) and the results without the per-completion rewards."""
     import json
     from pathlib import Path
 
@@ -110,8 +111,11 @@ def read_rerlhf(path) -> dict:
     for c in comparisons:
         if not (isinstance(c, list) and len(c) == 2 and set(c) <= names):
             raise DataError(f"--rerlhf {path}: comparison {c!r} must be [A, B] with model names among {sorted(names)}")
-    return {"file": str(path), "what": doc.get("what", ""), "models": doc.get("models", {}), "results": results,
-            "comparisons": comparisons}
+    rerlhf = {"file": str(path), "what": doc.get("what", ""), "models": doc.get("models", {}), "results": results,
+              "comparisons": comparisons}
+    rerlhf["summary"] = summarise_rerlhf(rerlhf)
+    rerlhf["results"] = {label: {k: v for k, v in e.items() if k != "r_star"} for label, e in results.items()}
+    return rerlhf
 
 
 def _mean_sd(values) -> tuple[float, float | None]:
@@ -159,11 +163,11 @@ def _pm(mean: float, sd: float | None, digits: int, sign: str = "") -> str:
 
 
 def rerlhf_lines(rerlhf: dict | None) -> list[str]:
-    """The report's re-RLHF section (empty without a file): per model, toxicity per run and mean ± sd
+    """The report's re-RLHF section of a :func:`read_rerlhf` result (empty for None): per model, toxicity per run and mean ± sd
     over training seeds; per comparison, the paired differences per seed and over seeds."""
     if not rerlhf:
         return []
-    s = summarise_rerlhf(rerlhf)
+    s = rerlhf["summary"]
     lines = ["## Re-RLHF: the base retrained with recovered rewards", "",
              f"Measured by `make rerlhf`, read from `{rerlhf['file']}` (not recomputed in this run): "
              f"{rerlhf['what']}. Models: " + ", ".join(f"{k} = `{v}`" for k, v in rerlhf["models"].items()) + ".",
