@@ -71,10 +71,10 @@ INFEASIBLE_T = 1e-9  # the unit-row LP's t at or below this: "infeasible up to t
 KINDS = {
     "l2-hard": ("cvxpy", "working-set"),
     "l2-soft": ("cvxpy", "working-set"),
-    "l1-hard": ("cvxpy", "highs"),
-    "l1-soft": ("cvxpy", "highs"),
-    "linf-hard": ("cvxpy", "highs"),
-    "linf-soft": ("cvxpy", "highs"),
+    "l1-hard": ("cvxpy", "highs", "lp-ipm"),
+    "l1-soft": ("cvxpy", "highs", "lp-ipm"),
+    "linf-hard": ("cvxpy", "highs", "lp-ipm"),
+    "linf-soft": ("cvxpy", "highs", "lp-ipm"),
     "maxent": ("cvxpy", "newton", "lbfgs"),
 }
 

@@ -13,7 +13,7 @@ from fairl_opt.exceptions import DataError
 from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.pairs import PreferencePairs
 from fairl_opt.programs import MarginProgram
-from fairl_opt.solvers import CvxpyBackend, HighsLP, HighsSettings, WorkingSetQP, WorkingSetSettings, solve
+from fairl_opt.solvers import CvxpyBackend, DenseLP, HighsLP, HighsSettings, WorkingSetQP, WorkingSetSettings, solve
 from fairl_opt.solvers.box_qp import solve_box_qp
 
 CLARABEL = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)
@@ -172,7 +172,8 @@ def test_lp_per_pair_prices_match_highs(norm, seed):
 
 @pytest.mark.parametrize(
     "norm, backend",
-    [("l2", WorkingSetQP), ("l2", CvxpyBackend), ("l1", HighsLP), ("linf", HighsLP), ("l1", CvxpyBackend)],
+    [("l2", WorkingSetQP), ("l2", CvxpyBackend), ("l1", HighsLP), ("linf", HighsLP), ("l1", CvxpyBackend),
+     ("l1", DenseLP), ("linf", DenseLP)],
 )
 def test_scalar_C_equals_the_same_price_per_pair(norm, backend):
     delta, rng = data(3, n=50, d=6)
@@ -216,7 +217,7 @@ def test_box_qp_vector_bound():
         solve_box_qp(delta, np.ones(30), np.ones(29))
 
 
-@pytest.mark.parametrize("norm, backend", [("l2", CvxpyBackend), ("l2", WorkingSetQP), ("l1", HighsLP)])
+@pytest.mark.parametrize("norm, backend", [("l2", CvxpyBackend), ("l2", WorkingSetQP), ("l1", HighsLP), ("l1", DenseLP)])
 def test_warm_resolve_after_a_price_edit(norm, backend):
     """The same backend instance re-solves after prices change (cvxpy's parameter cache, HiGHS's
     changeColsBounds on the kept model) and agrees with a fresh solve."""

@@ -237,7 +237,8 @@ def test_reference_cache_reused_and_correct_after_margin_edit():
 def test_backend_selection_errors():
     program = MarginProgram(np.eye(2))
     assert get_backend("auto", program).name == "working-set"
-    assert get_backend("auto", MarginProgram(np.eye(2), norm="l1")).name == "highs"
+    assert get_backend("auto", MarginProgram(np.eye(2), norm="l1")).name == "lp-ipm"
+    assert get_backend("auto", MarginProgram(np.ones((2, 300)), norm="l1")).name == "highs"
     assert get_backend("auto", MaxEntProgram(np.eye(2))).name == "newton"
     with pytest.raises(DataError, match="backend"):
         get_backend("gurobi", program)

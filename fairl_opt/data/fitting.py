@@ -56,8 +56,8 @@ def add_method_arguments(p, default_method: str = "mm-qp") -> None:
     p.add_argument("--norm", choices=("l1", "linf"), default=None,
                    help=f"objective norm (mm-lp, fa-mm-lp; default: {d['norm']})")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="solver backend; auto picks working-set for mm-qp, highs for mm-lp, newton "
-                        "(d <= 64) or lbfgs for maxent")
+                   help="solver backend; auto picks working-set for mm-qp, lp-ipm for mm-lp (highs "
+                        "when d > 256 and n < d/5), newton (d <= 64) or lbfgs for maxent")
     applies = {"all": "fa-*", "margin": "fa-mm-*", "maxent": "fa-maxent"}
     add_settings_arguments(p, FASettings, names=FA_OPTIONS,
                            applies_text=lambda field: applies[field.metadata["applies"]])

@@ -16,10 +16,12 @@ from fairl_opt.solvers.infeasibility import (
     relative_margin,
 )
 from fairl_opt.solvers.lbfgs import LbfgsMaxEnt
+from fairl_opt.solvers.lp_ipm import DenseLP
 from fairl_opt.solvers.newton import NewtonMaxEnt
 from fairl_opt.solvers.reference import CvxpyBackend
 from fairl_opt.solvers.settings import (
     CvxpySettings,
+    DenseLPSettings,
     HighsSettings,
     LBFGSSettings,
     NewtonSettings,
@@ -33,11 +35,28 @@ BACKENDS = {
     "lbfgs": LbfgsMaxEnt,
     "working-set": WorkingSetQP,
     "highs": HighsLP,
+    "lp-ipm": DenseLP,
 }
 
 #: MaxEnt with at most this many features uses Newton (a d×d Hessian is cheap and certifies to
 #: 1e-12); above it, certified L-BFGS (gap ≤ 1e-8 in about the time of plain L-BFGS).
 NEWTON_MAX_DIM = 64
+
+
+#: ``mm-lp`` with more features than this and fewer than 1/:data:`HIGHS_PAIRS_PER_FEATURE` pairs
+#: per feature goes to HiGHS under ``auto``.
+HIGHS_MIN_DIM = 256
+HIGHS_PAIRS_PER_FEATURE = 5
+
+
+def prefers_highs(program: MarginProgram) -> bool:
+    """Whether ``auto`` solves this ``mm-lp`` by HiGHS rather than ``lp-ipm``: d > 256 and
+    n < d/5. The interior point factors a d×d matrix every iteration, O(d³) however few the
+    pairs; the simplex works in the pairs' own dimension. Measured (one thread, one run):
+    lp-ipm faster at every n ≥ d/3 tried — n = 3000, d = 576: 0.5 s vs 4.9 s; n = 200, d = 576:
+    0.07 s vs 0.19 s; n = 10000 and 30000, d = 64: 6–15× — and slower for n ≪ d: n = 100,
+    d = 2048: 1.4–2.1 s vs 0.3–1.4 s (at n = 500, d = 2048: 2.1 s vs 2.7 s)."""
+    return program.dim > HIGHS_MIN_DIM and HIGHS_PAIRS_PER_FEATURE * program.n_pairs < program.dim
 
 
 def get_backend(name: str, program, settings=None) -> Backend:
@@ -46,7 +65,8 @@ def get_backend(name: str, program, settings=None) -> Backend:
 
     ``auto``: damped Newton for MaxEnt with d ≤ :data:`NEWTON_MAX_DIM`, certified L-BFGS above
     (both far faster than the exponential cone); working-set interior point for ``mm-qp``;
-    HiGHS directly (dual LP, cutting planes, hot starts) for ``mm-lp``. Settings of another
+    for ``mm-lp`` the dense interior point ``lp-ipm`` unless the pairs are far fewer than the
+    features (:func:`prefers_highs`), where HiGHS's simplex is faster. Settings of another
     backend's type are a DataError naming the backend and the type it takes.
     """
     if name == "auto":
@@ -55,7 +75,7 @@ def get_backend(name: str, program, settings=None) -> Backend:
         elif isinstance(program, MarginProgram) and program.norm == "l2":
             name = "working-set"
         else:
-            name = "highs"
+            name = "highs" if prefers_highs(program) else "lp-ipm"
     if name not in BACKENDS:
         raise DataError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}")
     backend = BACKENDS[name](settings)
@@ -80,6 +100,8 @@ __all__ = [
     "Certificate",
     "CvxpyBackend",
     "CvxpySettings",
+    "DenseLP",
+    "DenseLPSettings",
     "HighsLP",
     "HighsSettings",
     "LBFGSSettings",
@@ -98,6 +120,7 @@ __all__ = [
     "find_conflict",
     "float_radius",
     "get_backend",
+    "prefers_highs",
     "max_admissible_tightening",
     "raise_infeasible",
     "relative_margin",

@@ -51,6 +51,10 @@ class Solution:
     * ``highs``: ``rounds`` (HiGHS runs), ``working_set_size`` (pairs in the LP at the end),
       ``reused`` (the kept Highs instance was hot-started), ``iterations`` (simplex plus
       interior-point iterations);
+    * ``lp-ipm``: ``rounds`` (interior-point solves over working sets), ``working_set_size``
+      (pairs in the last one), ``ipm_iterations`` (over the rounds), ``ipm_status`` (the last
+      solve's: ``"solved"``, ``"max_iter"``, ``"diverged"``, ``"numerical"``), ``fallback``
+      (True when the answer is HighsLP's; ``solver_status`` then starts with ``"fallback-highs"``);
     * ``lbfgs``: ``nfev`` (fused value+gradient evaluations, both stages), ``lbfgs_nfev`` and
       ``nit`` (evaluations and iterations of the L-BFGS stage), ``newton_steps``, ``hvp`` and
       ``hessians`` (the finishing stage), ``stage`` (``"lbfgs"``, ``"newton"`` or ``"budget"``:

@@ -81,6 +81,53 @@ class HighsSettings:
 
 
 @dataclass(frozen=True)
+class DenseLPSettings:
+    """Knobs of :class:`~fairl_opt.solvers.lp_ipm.DenseLP` (checked when built: DataError).
+
+    Attributes
+    ----------
+    gap_tol : float
+        The interior point stops at relative duality gap ≤ this (the certificate accepts 1e-6).
+    max_iter : int
+        Interior-point iterations per working set before the answer goes to the fallback.
+    full_set_below : int
+        Solve on every pair at once when n is at most this; above it, cutting planes over pairs.
+    initial_rows : int or None
+        Pairs in the first working set of a cutting-plane solve; default ``max(4d, n // 5)``.
+    batch : int or None
+        Most violated pairs added per round; default ``max(100, n // 10)``.
+    max_rounds : int
+        Cutting-plane rounds before the answer goes to the fallback.
+    warm_working_set : bool
+        A re-solve on the same rows (FA rounds) starts from the previous support plus the pairs
+        the new margins cut, when that is at most half the pairs.
+    fallback : bool
+        An answer the certificate refuses (or an interior point that stalls) is solved again by
+        :class:`~fairl_opt.solvers.highs_lp.HighsLP` and says so; False returns it uncertified.
+    """
+
+    gap_tol: float = 1e-9
+    max_iter: int = 100
+    full_set_below: int = 10_000
+    initial_rows: int | None = None
+    batch: int | None = None
+    max_rounds: int = 30
+    warm_working_set: bool = True
+    fallback: bool = True
+
+    def __post_init__(self):
+        if not (math.isfinite(self.gap_tol) and 0 < self.gap_tol < 1):
+            raise DataError(f"gap_tol must be in (0, 1), got {self.gap_tol}")
+        if self.max_iter < 1 or self.max_rounds < 1 or self.full_set_below < 0:
+            raise DataError(f"max_iter and max_rounds must be >= 1 and full_set_below >= 0, got "
+                            f"{self.max_iter}, {self.max_rounds}, {self.full_set_below}")
+        for name in ("initial_rows", "batch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise DataError(f"{name} must be >= 1 (or None), got {value}")
+
+
+@dataclass(frozen=True)
 class LBFGSSettings:
     """Knobs of :class:`~fairl_opt.solvers.lbfgs.LbfgsMaxEnt` (checked when built: DataError).
 
@@ -157,4 +204,4 @@ class CvxpySettings:
     the module's fixed ``CLARABEL_OPTIONS`` and ``HIGHS_OPTIONS``, so the reference stays one)."""
 
 
-__all__ = ["CvxpySettings", "HighsSettings", "LBFGSSettings", "NewtonSettings", "WorkingSetSettings"]
+__all__ = ["CvxpySettings", "DenseLPSettings", "HighsSettings", "LBFGSSettings", "NewtonSettings", "WorkingSetSettings"]
