@@ -102,7 +102,9 @@ def solve_dense_lp(delta, margins, upper, norm, *, gap_tol=1e-9, max_iter=100) -
     m_unit = m / rho
     scale = float(np.abs(m_unit).max()) or 1.0
     problem = _Problem(delta, rho, m_unit / scale, u * rho, norm)
-    theta, alpha, iterations, status, gap = _ipm(problem, gap_tol, max_iter)
+    # a stalling or diverging run can overflow in its last steps; _ipm checks for that itself
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        theta, alpha, iterations, status, gap = _ipm(problem, gap_tol, max_iter)
     return DenseLPResult(theta * scale, alpha / rho, iterations, status, gap)
 
 
@@ -294,6 +296,9 @@ def _ipm(p: _Problem, gap_tol, max_iter):
         inverse[hi] += w / t
         theta_diag = 1.0 / inverse
         mu = (float(s @ z) + float(t @ w)) / n_comp
+        if not (np.isfinite(mu) and np.isfinite(y).all() and np.isfinite(theta_diag).all()):
+            status = "numerical"
+            break
         try:
             normal = _Normal(p, theta_diag, work)
         except LinAlgError:
