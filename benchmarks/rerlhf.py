@@ -108,11 +108,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--compare", nargs="*", metavar="A:B", default=[],
                         help="with --save: model names whose paired differences A − B the report shows")
     parser.add_argument("--save", default=None, help="with --evaluate: write the results as JSON (the detox report reads it)")
+    parser.add_argument("--update", action="store_true",
+                        help="with --save: keep the saved models not named here (same split, same seeds) and add or "
+                             "replace the ones named; --compare adds to the saved comparisons")
     args = parser.parse_args(argv)
     if args.evaluate:
         models = dict(item.split("=", 1) for item in args.evaluate)
         compare = [c.split(":", 1) for c in args.compare]
-        names = {label.partition("@")[0] for label in models}
+        saved = None
+        if args.update:
+            if not args.save or not Path(args.save).is_file():
+                parser.error("--update needs --save naming an existing evaluation file")
+            saved = json.loads(Path(args.save).read_text())
+            if saved.get("split") != args.split:
+                parser.error(f"--update: {args.save} is of split {saved.get('split')}, not {args.split}")
+            compare = [c for c in saved["comparisons"] if c not in compare] + compare
+        names = {label.partition("@")[0] for label in {**(saved or {}).get("models", {}), **models}}
         if any(len(c) != 2 or not set(c) <= names for c in compare):
             parser.error(f"--compare takes A:B with names among {sorted(names)}")
         result = evaluate(args.data, models, args.split, workers=args.workers, cache_dir=".cache/rerlhf_eval")
@@ -125,6 +136,9 @@ def main(argv=None) -> dict:
             print(f"| {label} | {e['toxic']:.3f} | [{e['wilson95'][0]:.3f}, {e['wilson95'][1]:.3f}] | {e['mean_r_star']:.2f} | "
                   + " | ".join(f"{e[f]['toxic']:.3f}" for f in fams) + " |")
         print(json.dumps({k: {f: v for f, v in e.items() if f != "r_star"} for k, e in result.items()}, indent=1))
+        if saved is not None:
+            models = {**{k: v for k, v in saved["models"].items() if k not in models}, **models}
+            result = {k: (result[k] if k in result else saved["results"][k]) for k in models}
         if args.save:
             doc = {"what": "toxicity under r* of one fresh sample per test prompt of split "
                            f"{args.split}, every model drawing from the same seeds; Wilson 95 % over completions "
