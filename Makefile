@@ -47,24 +47,29 @@ aligned: $(STAMP)
 
 # Re-RLHF (issue 13): the best standard and the best FA reward recovered from split 0's pairs, chosen
 # by validation on the training prompts (benchmarks/rerlhf.py) — from the SIR optimum's pairs (data/rerlhf)
-# and from the trained model's pairs (data/rerlhf/from-dpo, the auditor's case; not yet retrained with) —
-# then the base retrained with the SIR-pair rewards by make aligned's loop and budget, once per seed of
-# RERLHF_SEEDS (about 35 minutes per run, measured with two runs side by side on the 2 cores; make runs
-# them in turn; resumable), and every model evaluated
-# on the test prompts.
+# and from the trained model's pairs (data/rerlhf/from-dpo, the auditor's case) — then the base retrained
+# with each by make aligned's loop and budget: the SIR-pair rewards once per seed of RERLHF_SEEDS, the
+# DPO-pair rewards once per seed of AUDIT_SEEDS (35-43 minutes per run, measured with two runs side by
+# side on the 2 cores; make runs them in turn; resumable), and every model evaluated on the test prompts.
 RERLHF_TRAIN = --data data/detox --split 0 --val-fraction 0.1 --beta 0.1 --epochs 1 --learning-rate 5e-4 \
     --warmup-steps 10 --batch-size 8 --max-length 128 --lora-r 8 --lora-alpha 16 --target-modules q_proj,v_proj \
     --log-every 10 --kl-prompts 16 --eval-every 50 --eval-pairs 32 --save-every 25 --force
 RERLHF_SEEDS = 0 1
+AUDIT_SEEDS = 0
 rerlhf: $(STAMP)
 	$(PY) -m benchmarks.rerlhf --data data/detox --policy sir --split 0 --out data/rerlhf
 	$(PY) -m benchmarks.rerlhf --data data/detox --policy dpo --split 0 --out data/rerlhf/from-dpo
 	for s in $(RERLHF_SEEDS); do for k in standard fa; do \
 	    $(VENV)/bin/fairl detox train --reward data/rerlhf/reward-$$k --out data/rerlhf/$$k-seed$$s --seed $$s \
 	        $(RERLHF_TRAIN) || exit 1; done; done
+	for s in $(AUDIT_SEEDS); do for k in standard fa; do \
+	    $(VENV)/bin/fairl detox train --reward data/rerlhf/from-dpo/reward-$$k --out data/rerlhf/from-dpo/$$k-seed$$s \
+	        --seed $$s $(RERLHF_TRAIN) || exit 1; done; done
 	$(PY) -m benchmarks.rerlhf --evaluate base=smollm2 dpo=data/aligned \
 	    $(foreach s,$(RERLHF_SEEDS),standard@$(s)=data/rerlhf/standard-seed$(s) fa@$(s)=data/rerlhf/fa-seed$(s)) \
-	    --compare fa:standard --workers 2 --save data/rerlhf/evaluation.json
+	    $(foreach s,$(AUDIT_SEEDS),audit-standard@$(s)=data/rerlhf/from-dpo/standard-seed$(s) \
+	        audit-fa@$(s)=data/rerlhf/from-dpo/fa-seed$(s)) \
+	    --compare fa:standard audit-fa:audit-standard --workers 2 --save data/rerlhf/evaluation.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
