@@ -227,3 +227,36 @@ def test_a_bad_re_rlhf_file_is_refused_by_name(tmp_path, change, message):
     (tmp_path / "e.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match=message):
         read_rerlhf(tmp_path / "e.json")
+
+
+def test_evaluate_update_adds_models_and_keeps_the_saved_ones(tmp_path, monkeypatch, capsys):
+    import benchmarks.rerlhf as bench
+    from fairl_opt.detox.rerlhf import read_rerlhf
+
+    saved = {"what": "planted", "split": 0, "models": {"base": "smollm2", "fa@0": "a", "standard@0": "b"},
+             "comparisons": [["fa", "standard"]],
+             "results": {"base": _run(0.2, [1.0, 2.0]), "fa@0": _run(0.0, [3.0, 4.0]),
+                         "standard@0": _run(0.0, [3.5, 4.0])}}
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(saved))
+    calls = []
+
+    def fake_evaluate(data, models, split=0, samples=1, workers=1, cache_dir=None):
+        calls.append(dict(models))
+        return {label: _run(0.5, [0.0, 1.0]) for label in models}
+
+    monkeypatch.setattr(bench, "evaluate", fake_evaluate)
+    bench.main(["--evaluate", "audit-fa@0=c", "audit-standard@0=d", "fa@0=a2", "--compare", "audit-fa:audit-standard",
+                "--update", "--save", str(path)])
+    assert calls == [{"audit-fa@0": "c", "audit-standard@0": "d", "fa@0": "a2"}]  # only the named models ran
+    doc = json.loads(path.read_text())
+    assert doc["models"] == {"base": "smollm2", "standard@0": "b", "audit-fa@0": "c", "audit-standard@0": "d",
+                             "fa@0": "a2"}
+    assert doc["results"]["base"] == saved["results"]["base"]  # kept as saved
+    assert doc["results"]["fa@0"]["r_star"] == [0.0, 1.0]  # replaced
+    assert doc["comparisons"] == [["fa", "standard"], ["audit-fa", "audit-standard"]]
+    assert {c["a"] for c in read_rerlhf(path)["summary"]["comparisons"]} >= {"fa", "audit-fa"}
+    path.write_text(json.dumps(dict(saved, split=1)))  # another split: refused, naming --update
+    with pytest.raises(SystemExit):
+        bench.main(["--evaluate", "x=y", "--update", "--save", str(path)])
+    assert "--update" in capsys.readouterr().err
