@@ -24,7 +24,7 @@ OUT = ROOT / "docs" / "architecture.md"
 #: longer prefixes first within a layer.
 LAYERS = [
     ("foundation", ("fairl_opt.exceptions", "fairl_opt._json", "fairl_opt._io", "fairl_opt._args",
-                    "fairl_opt._progress")),
+                    "fairl_opt._progress", "fairl_opt.cluster")),
     ("data", ("fairl_opt.pairs", "fairl_opt.programs", "fairl_opt.policies")),
     ("solvers", ("fairl_opt.solvers",)),
     ("failure-aware loop", ("fairl_opt.failures", "fairl_opt.fa")),

@@ -19,6 +19,8 @@ code  meaning
       conflicting pairs) or an empty set given to ``fairl volume``
 4     no certified answer (:class:`~fairl_opt.exceptions.SolverError`, including
       :class:`~fairl_opt.exceptions.NumericalRangeError`)
+5     the Dask cluster (:class:`~fairl_opt.exceptions.ClusterError`): ``--scheduler`` malformed or
+      not answering, a scheduler without workers, a chunk whose workers kept dying
 130   interrupted (Ctrl-C); finished cache chunks are kept, so a rerun resumes
 ====  ==========================================================================================
 """
@@ -37,7 +39,7 @@ from fairl_opt._io import check_output_path
 from fairl_opt._progress import configure_logging
 from fairl_opt._json import emit_json, run_record
 from fairl_opt.estimators import METHODS
-from fairl_opt.exceptions import EXIT_CODES, FairlError, InfeasibleError, SolverError
+from fairl_opt.exceptions import EXIT_CODES, ClusterError, FairlError, InfeasibleError, SolverError
 
 DESCRIPTION = """\
 Fit linear rewards on preference pairs, each answer with a certificate.
@@ -49,6 +51,7 @@ exit status:
   2    bad input or usage (the message names the argument, file, line or pair)
   3    infeasible: a hard margin or an empty feasible set (a verified Farkas certificate)
   4    no certified answer (solver or float64 range)
+  5    the Dask cluster: --scheduler unreachable or malformed, no workers
   130  interrupted; finished cache chunks are kept, rerun to resume
 every error is one line on stderr: fairl: error: <message>"""
 
@@ -241,6 +244,8 @@ def _run(args) -> int:
         return _fail(exc, EXIT_CODES["infeasible"])
     except SolverError as exc:
         return _fail(exc, EXIT_CODES["could not certify"])
+    except ClusterError as exc:
+        return _fail(exc, EXIT_CODES["cluster"])
     except FairlError as exc:
         return _fail(str(exc) or type(exc).__name__, EXIT_CODES["bad input or usage"])
     except UnicodeDecodeError as exc:  # a reader that does not name its file (ours all do)

@@ -3,7 +3,8 @@
 The ``fairl`` command maps them to exit codes (see :data:`EXIT_CODES` and the README):
 2 bad input or usage (:class:`DataError`, argparse), 3 infeasible (hard margin or empty set) with a verified Farkas
 certificate (:class:`InfeasibleError`), 4 no certified answer (:class:`SolverError`, including
-:class:`NumericalRangeError`), 130 interrupted (Ctrl-C; caches keep finished chunks).
+:class:`NumericalRangeError`), 5 the Dask cluster (:class:`ClusterError`: ``--scheduler`` unreachable or
+malformed, no workers), 130 interrupted (Ctrl-C; caches keep finished chunks).
 """
 
 
@@ -77,11 +78,18 @@ class NumericalRangeError(SolverError):
         self.relative_margin = relative_margin
 
 
+class ClusterError(FairlError):
+    """The Dask cluster could not do the work: the scheduler address is malformed or does not answer,
+    it has no workers, or a chunk's worker died and the scheduler gave up on it. The message names
+    ``--scheduler`` (or the chunk); finished chunks stay cached, so a rerun resumes."""
+
+
 #: Exit status of the ``fairl`` command for each outcome.
 EXIT_CODES = {
     "ok": 0,
     "bad input or usage": 2,
     "infeasible": 3,
     "could not certify": 4,
+    "cluster": 5,
     "interrupted": 130,
 }
