@@ -14,6 +14,9 @@ naming the option, which the ``fairl`` command reports with exit status 5.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import threading
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 from fairl_opt.exceptions import ClusterError, DataError
@@ -160,3 +163,88 @@ def check_scheduler_arguments(args) -> None:
     if getattr(args, "scheduler", None) is not None and getattr(args, "workers", 1) > 1:
         raise DataError(f"--workers {args.workers} and --scheduler {args.scheduler}: choose one (local "
                         "processes or the Dask cluster's workers)")
+
+
+# ----------------------------------------------------------------------------------------------
+# chunk jobs on the workers
+
+
+#: Per-process memo of the Dask workers: (setup, resource) -> state, the most recent last.
+_WORKER_STATE: OrderedDict = OrderedDict()
+#: How many times each (setup, resource) was set up in this process (:func:`worker_loads`).
+_WORKER_LOADS: Counter = Counter()
+_WORKER_LOCK = threading.Lock()
+#: States a worker keeps at once (e.g. a sampling and an embedding model); the oldest goes first.
+WORKER_STATES_KEPT = 2
+
+
+def _memo_key(work):
+    return (f"{work.setup.__module__}.{work.setup.__qualname__}", work.resource)
+
+
+def _worker_state(work):
+    """``work.setup(work.resource)``, once per process and key: the chunks a worker runs (in any of
+    its threads, in this run or a later one) share one loaded model."""
+    key = _memo_key(work)
+    with _WORKER_LOCK:  # a second thread waits for the first one's load instead of loading again
+        if key not in _WORKER_STATE:
+            while len(_WORKER_STATE) >= WORKER_STATES_KEPT:
+                _WORKER_STATE.popitem(last=False)
+            _WORKER_STATE[key] = work.setup(work.resource)
+            _WORKER_LOADS[repr(key)] += 1
+        _WORKER_STATE.move_to_end(key)
+        return _WORKER_STATE[key]
+
+
+def _dask_chunk(work, payload):
+    """The task a Dask worker runs for one chunk: its result, computed on the worker's memoised state."""
+    return work.compute(_worker_state(work), payload)
+
+
+def worker_loads() -> dict:
+    """{repr((setup, resource)): times set up} in this process; ``client.run(worker_loads)`` asks
+    every Dask worker (how the tests count model loads)."""
+    with _WORKER_LOCK:
+        return dict(_WORKER_LOADS)
+
+
+def run_on_workers(client, work, payloads: dict, save, on_saved=None) -> None:
+    """:func:`fairl_opt.jobs.run_chunks` on a Dask cluster.
+
+    The chunks of ``payloads`` ({chunk index: payload}) of ``work`` (a
+    :class:`fairl_opt.jobs.ChunkWork`) go to ``client``'s workers, at most two per worker thread in
+    flight (results wait on the workers only briefly, and a large job is not one huge graph); the
+    driver calls ``save(c, value)`` and then ``on_saved(c)`` as each result arrives
+    (``distributed.as_completed``). On any error or an interrupt, the chunks still queued are
+    cancelled and the error goes on; what was saved stays cached. A chunk whose workers keep dying
+    (``distributed.KilledWorker``) raises :class:`ClusterError`.
+    """
+    dist = distributed()
+    todo = iter(sorted(payloads))
+    in_flight: dict = {}
+
+    def submit(c):
+        future = client.submit(_dask_chunk, work, payloads[c], pure=False)
+        in_flight[future.key] = (c, future)
+        return future
+
+    window = 2 * worker_threads(client)
+    queue = dist.as_completed([submit(c) for c in itertools.islice(todo, window)])
+    try:
+        for future in queue:
+            c, _ = in_flight.pop(future.key)
+            try:
+                value = future.result()
+            except dist.KilledWorker as exc:
+                raise ClusterError(f"chunk {c}: the Dask workers running it died ({exc}); the chunks "
+                                   "finished so far are cached, rerun to resume") from None
+            future.release()
+            save(c, value)
+            if on_saved is not None:
+                on_saved(c)
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.add(submit(nxt))
+    except BaseException:
+        client.cancel([f for _, f in in_flight.values()])
+        raise

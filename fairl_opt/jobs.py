@@ -1,10 +1,19 @@
 """Resumable, verified chunk jobs: a cache directory with one file per finished chunk, each followed
-by a checksum record ``<chunk>.meta``, a progress line on stderr, and a runner that shards chunks over
-local processes. :mod:`fairl_opt.lm` runs its embedding and sampling jobs through it.
+by a checksum record ``<chunk>.meta``, a progress line on stderr, and one runner (:func:`run_chunks`)
+that computes the missing chunks in local processes or on the workers of a Dask cluster.
+:mod:`fairl_opt.lm` runs its embedding and sampling jobs through it.
 
 A chunk is trusted only after it verifies against its record (shape, dtype and sha256 of the array
 bytes, or sha256 of the JSON text) and its expected size; one that does not is reported on stderr and
 recomputed. A chunk without a record is unfinished.
+
+A job is a :class:`ChunkWork`: ``setup(resource)`` (load a model) once per worker process, then
+``compute(state, payload)`` for each chunk; chunk ``c``'s result depends on its payload alone, so
+results do not depend on how many workers share the chunks or on where they run. Local processes
+write their chunks to the cache themselves; on a Dask cluster each worker keeps its state in a
+per-process memo (loaded on its first chunk, reused for the next ones and the next runs) and returns
+each result to the driver, which writes it to the cache — so the cache needs no filesystem shared
+with the workers, and an interrupted run keeps every chunk that reached the driver.
 """
 
 from __future__ import annotations
@@ -14,16 +23,17 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from fairl_opt.exceptions import DataError
 
 log = logging.getLogger(__name__)
-
-
 
 
 class Progress:
@@ -255,8 +265,6 @@ def load_fresh(paths, todo, load) -> dict:
 
 def run_sharded(worker_fn, jobs, poll) -> None:
     """Run ``worker_fn`` over ``jobs`` (one process each when more than one), calling ``poll`` every 5 s."""
-    import threading
-
     if len(jobs) == 1:
         stop = threading.Event()
 
@@ -279,3 +287,75 @@ def run_sharded(worker_fn, jobs, poll) -> None:
             pending.wait(5.0)
             poll()
         pending.get()
+
+
+# ----------------------------------------------------------------------------------------------
+# one runner, two executors
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """What computing one chunk takes, in a form that pickles to another process or machine.
+
+    Attributes
+    ----------
+    setup : callable
+        A module-level function, ``setup(resource) -> state`` (e.g. load a tokenizer and a model);
+        run once per worker process.
+    resource : hashable
+        Its argument; with ``setup`` it keys the per-worker memo on a Dask cluster, so keep it
+        small and hashable (a frozen dataclass).
+    compute : callable
+        ``compute(state, payload) -> value``, a module-level function or a ``functools.partial``
+        of one; ``value`` is what ``save`` writes.
+    """
+
+    setup: Callable
+    resource: Any
+    compute: Callable
+
+
+def _local_worker(args):
+    """One local process: set up once, then compute and save its chunks (strided share)."""
+    work, save, items = args
+    if items:
+        state = work.setup(work.resource)
+        for c, payload in items:
+            save(c, work.compute(state, payload))
+    return len(items)
+
+
+def run_chunks(work: ChunkWork, payloads: dict, save, *, workers: int = 1, client=None, poll=None,
+               on_saved=None) -> None:
+    """Compute the chunks of ``payloads`` ({chunk index: payload}) and ``save(c, value)`` each.
+
+    Parameters
+    ----------
+    work : ChunkWork
+        How a chunk is computed.
+    payloads : dict
+        The chunks to compute; each worker gets only its own chunks' payloads.
+    save : callable
+        ``save(c, value)`` writes chunk ``c`` and its record to the cache. It must pickle (a
+        ``functools.partial`` of a module-level function): local processes call it themselves; with
+        a Dask ``client`` the driver calls it as each result arrives.
+    workers : int
+        Local processes (one thread each); 1 runs in this process. Ignored with ``client``.
+    client : distributed.Client, optional
+        Run the chunks on this Dask cluster instead (:func:`fairl_opt.cluster.run_on_workers`).
+    poll : callable, optional
+        Called every 5 s while local processes run (a progress bar reading the cache).
+    on_saved : callable, optional
+        ``on_saved(c)`` after the driver saved chunk ``c`` (Dask only).
+    """
+    todo = sorted(payloads)
+    if not todo:
+        return
+    if client is not None:
+        from fairl_opt.cluster import run_on_workers
+
+        run_on_workers(client, work, payloads, save, on_saved)
+        return
+    n = min(workers, len(todo))
+    shares = [(work, save, [(c, payloads[c]) for c in todo[w::n]]) for w in range(n)]
+    run_sharded(_local_worker, shares, poll if poll is not None else (lambda: None))

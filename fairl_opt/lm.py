@@ -13,17 +13,24 @@ checksum record ``<chunk>.meta`` (shape, dtype and sha256 of the array bytes, or
 text); a cached chunk is used only after it verifies against its record and its expected size, and
 one that does not (damaged bytes, NaN, a wrong shape or sample count, no record) is recomputed, with
 ``cache: chunk <file> failed verification (<reason>); recomputing`` on stderr.
+
+The chunks are computed by :func:`fairl_opt.jobs.run_chunks`: in ``workers`` local processes, or
+with ``scheduler`` (a ``distributed.Client`` or an address, :mod:`fairl_opt.cluster`) on the workers
+of a Dask cluster, each of which loads the model once (after checking that its model files have the
+driver's fingerprint) and returns its chunks to this process, which writes and verifies the cache.
+Results do not depend on where or in how many processes the chunks ran.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from fairl_opt import jobs
+from fairl_opt import cluster, jobs
 from fairl_opt.exceptions import DataError
 from fairl_opt.models import (
     DEFAULT_MODEL,
@@ -87,17 +94,41 @@ def mean_pooled(model, tok, texts, batch_size: int = 32, max_length: int = 128) 
     return out
 
 
-def _embed_worker(args):
-    worker, n_workers, spec, chunks, keys, todo, cache, batch_size, max_length = args
-    mine = todo[worker::n_workers]
-    if not mine:
-        return worker
-    tok = load_tokenizer(spec)
-    net = load_model(spec, causal=False)
-    for c in mine:
-        jobs.save_npy(cache / f"emb-{keys[c]}.npy",
-                  mean_pooled(net, tok, chunks[c], batch_size=batch_size, max_length=max_length))
-    return worker
+@dataclass(frozen=True)
+class _ModelOnWorker:
+    """The model a chunk job loads (:func:`_load_for_chunks`): spec, the driver's fingerprint of it, and
+    whether to load the causal LM; hashable, so it keys the Dask workers' memo."""
+
+    spec: ModelSpec
+    fingerprint: str
+    causal: bool
+
+
+def _load_for_chunks(resource: _ModelOnWorker):
+    """(tokenizer, model) for a chunk job, in the process that runs the chunks (a local worker or a
+    Dask worker). A named model is resolved again here (its package may live elsewhere on this
+    machine); the model files here must have the driver's fingerprint, or the features would differ."""
+    import socket
+
+    spec = resource.spec
+    if not spec.is_adapter and spec.name in NAMED_MODELS and resource.fingerprint.startswith(f"{spec.name}:"):
+        spec = resolve_model(spec.name)
+    here = spec.fingerprint()
+    if here != resource.fingerprint:
+        raise DataError(f"model {spec.name} at {spec.path} on {socket.gethostname()} has fingerprint {here}, "
+                        f"the driver's has {resource.fingerprint}: install the same model files on every worker")
+    return load_tokenizer(spec), load_model(spec, causal=resource.causal)
+
+
+def _embed_chunk(state, texts, batch_size: int, max_length: int) -> np.ndarray:
+    """One embedding chunk: :func:`mean_pooled` of ``texts`` with the loaded (tokenizer, model)."""
+    tok, net = state
+    return mean_pooled(net, tok, texts, batch_size=batch_size, max_length=max_length)
+
+
+def _save_npy_chunk(paths, c: int, arr) -> None:
+    """Chunk ``c``'s array and its checksum record (:func:`fairl_opt.jobs.save_npy`)."""
+    jobs.save_npy(paths[c], arr)
 
 
 def _expected_width(spec: ModelSpec) -> int | None:
@@ -132,8 +163,17 @@ def _odd_widths(arrays: dict, width: int | None) -> list[tuple[int, str]]:
     return [(c, f"width {w}, the model's hidden size is {width}") for c, w in widths.items() if w != width]
 
 
+def _check_executor(workers, scheduler) -> None:
+    """DataError for ``workers`` below 1, or above 1 together with a ``scheduler``."""
+    if workers < 1:
+        raise DataError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and scheduler is not None:
+        raise DataError(f"workers={workers} and a scheduler: choose one (local processes or Dask workers)")
+
+
 def embed_texts(texts, model: str | ModelSpec = DEFAULT_MODEL, cache_dir=None, chunk_size: int = 256,
-                batch_size: int = 32, max_length: int = 128, workers: int = 1, progress=True) -> np.ndarray:
+                batch_size: int = 32, max_length: int = 128, workers: int = 1, progress=True,
+                scheduler=None) -> np.ndarray:
     """Frozen features of ``texts`` (float32, n × hidden) from ``model``; resumable through ``cache_dir``.
 
     Each chunk of ``chunk_size`` texts is written to ``cache_dir`` as ``emb-<key>.npy`` where the key
@@ -143,25 +183,28 @@ def embed_texts(texts, model: str | ModelSpec = DEFAULT_MODEL, cache_dir=None, c
     bytes) is written. A cached chunk is used only when it matches its record, has one finite row per
     text and the model's width; any other is recomputed, with a line on stderr naming it
     (``cache: chunk <file> failed verification (<reason>); recomputing``). ``workers`` processes
-    (one thread each) share the chunks.
+    (one thread each) share the chunks; or, with ``scheduler`` (a ``distributed.Client``, or an
+    address that :func:`fairl_opt.cluster.connect` opens and closes), the workers of a Dask cluster,
+    each loading the model once; the cache stays in this process either way, and the features are
+    the same bit for bit.
     """
     texts = [str(t) for t in texts]
     if not texts:
         raise DataError("texts is empty: nothing to embed")
-    if workers < 1:
-        raise DataError(f"workers must be >= 1, got {workers}")
+    _check_executor(workers, scheduler)
     if chunk_size < 1:
         raise DataError(f"chunk_size must be >= 1, got {chunk_size}")
     spec = _spec(model)
     cache, tmp = jobs.open_cache(cache_dir, "fairl-embed-")
     try:
-        return _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress)
+        with cluster.client_for(scheduler) as client:
+            return _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress, client)
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
-def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress):
+def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress, client):
     chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
     fingerprint = spec.fingerprint()
     keys = [jobs.chunk_key("embed-v2", fingerprint, max_length, chunk) for chunk in chunks]
@@ -186,10 +229,13 @@ def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, worker
     def done():
         return sum(len(chunk) for chunk, p in zip(chunks, paths) if jobs.record_path(p).exists())
 
+    work = jobs.ChunkWork(_load_for_chunks, _ModelOnWorker(spec, fingerprint, False),
+                          functools.partial(_embed_chunk, batch_size=batch_size, max_length=max_length))
+
     def run(todo):
-        work = [(w, workers, spec, chunks, keys, todo, cache, batch_size, max_length)
-                for w in range(min(workers, len(todo)))]
-        jobs.run_sharded(_embed_worker, work, lambda: bar.update(done()) if bar else None)
+        jobs.run_chunks(work, {c: chunks[c] for c in todo}, functools.partial(_save_npy_chunk, paths),
+                        workers=workers, client=client, poll=lambda: bar.update(done()) if bar else None,
+                        on_saved=lambda c: bar.update(bar.done + len(chunks[c])) if bar else None)
         return jobs.load_fresh(paths, todo, load)
 
     if todo:
@@ -266,24 +312,24 @@ def sample_completions(model, tok, prompts, n_samples: int, seed: int, config: S
     return [texts[i * n_samples:(i + 1) * n_samples] for i in range(len(prompts))]
 
 
-def _generate_worker(args):
-    (worker, n_workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo, chat) = args
-    mine = todo[worker::n_workers]
-    if not mine:
-        return worker
-    tok = load_tokenizer(spec)
-    net = load_model(spec, causal=True)
-    for c in mine:
-        batch = prompts[c * chunk_prompts:(c + 1) * chunk_prompts]
-        texts = sample_completions(net, tok, batch, n_samples, seed * 1_000_003 + c, config,
-                                   **({"chat_template": True} if chat else {}))
-        jobs.save_json(cache / f"gen-{keys[c]}.json", texts, n_prompts=len(batch), n_samples=n_samples)
-    return worker
+def _sample_chunk(state, payload, n_samples: int, seed: int, config: SamplingConfig, chat: bool):
+    """One generation chunk, ``payload = (c, prompts)``: :func:`sample_completions` seeded with
+    ``seed·1000003 + c``."""
+    tok, net = state
+    c, batch = payload
+    return sample_completions(net, tok, batch, n_samples, seed * 1_000_003 + c, config,
+                              **({"chat_template": True} if chat else {}))
+
+
+def _save_samples_chunk(paths, n_samples: int, c: int, texts) -> None:
+    """Chunk ``c``'s samples and their checksum record (:func:`fairl_opt.jobs.save_json`)."""
+    jobs.save_json(paths[c], texts, n_prompts=len(texts), n_samples=n_samples)
 
 
 def generate_completions(prompts, n_samples: int, model: str | ModelSpec = DEFAULT_MODEL, cache_dir=None,
                          seed: int = 0, config: SamplingConfig = SamplingConfig(), chunk_prompts: int = 8,
-                         workers: int = 1, progress=True, chat_template: bool = False) -> list[list[str]]:
+                         workers: int = 1, progress=True, chat_template: bool = False,
+                         scheduler=None) -> list[list[str]]:
     """``n_samples`` sampled completions for each prompt, resumable through ``cache_dir``.
 
     Prompts are cut into chunks of ``chunk_prompts``; chunk ``c`` is sampled with torch seed
@@ -292,7 +338,8 @@ def generate_completions(prompts, n_samples: int, model: str | ModelSpec = DEFAU
     chunk its checksum record ``gen-<key>.json.meta`` (sha256 of the JSON text, prompt and sample
     counts) is written; a cached chunk that does not match it, or does not hold ``n_samples`` strings
     for each of its prompts, is recomputed with a line on stderr naming it. ``workers`` processes
-    (one thread each) share the chunks; the parent reports progress from the cache.
+    (one thread each) share the chunks, or the workers of the Dask cluster at ``scheduler``
+    (as in :func:`embed_texts`); the parent reports progress.
 
     With ``chat_template`` each prompt is rendered through the tokenizer's chat template
     (:func:`sample_completions`) and the template's sha256 joins the chunk key; without it the keys
@@ -312,22 +359,23 @@ def generate_completions(prompts, n_samples: int, model: str | ModelSpec = DEFAU
         raise DataError(f"n_samples must be >= 1, got {n_samples}")
     if chunk_prompts < 1:
         raise DataError(f"chunk_prompts must be >= 1, got {chunk_prompts}")
-    if workers < 1:
-        raise DataError(f"workers must be >= 1, got {workers}")
+    _check_executor(workers, scheduler)
     spec = _spec(model)
     template = None
     if chat_template:
         template = hashlib.sha256(chat_template_of(load_tokenizer(spec), spec).encode()).hexdigest()
     cache, tmp = jobs.open_cache(cache_dir, "fairl-gen-")
     try:
-        return _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress,
-                                template)
+        with cluster.client_for(scheduler) as client:
+            return _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers,
+                                    progress, template, client)
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
-def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress, template):
+def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress, template,
+                     client):
     n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
     sizes = [len(prompts[c * chunk_prompts:(c + 1) * chunk_prompts]) for c in range(n_chunks)]
     fingerprint = spec.fingerprint()
@@ -351,10 +399,13 @@ def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompt
     if bar and results:
         print(f"generate: resuming, {len(results)}/{n_chunks} chunks cached in {cache}", file=bar.stream)
     if todo:
-        work = [(w, workers, spec, prompts, chunk_prompts, n_samples, seed, config, cache, keys, todo,
-                 template is not None)
-                for w in range(min(workers, len(todo)))]
-        jobs.run_sharded(_generate_worker, work, lambda: bar.update(done()) if bar else None)
+        work = jobs.ChunkWork(_load_for_chunks, _ModelOnWorker(spec, fingerprint, True),
+                              functools.partial(_sample_chunk, n_samples=n_samples, seed=seed, config=config,
+                                                chat=template is not None))
+        batches = {c: (c, prompts[c * chunk_prompts:(c + 1) * chunk_prompts]) for c in todo}
+        jobs.run_chunks(work, batches, functools.partial(_save_samples_chunk, paths, n_samples), workers=workers,
+                        client=client, poll=lambda: bar.update(done()) if bar else None,
+                        on_saved=lambda c: bar.update(bar.done + sizes[c]) if bar else None)
         results.update(jobs.load_fresh(paths, todo, load))
     if bar:
         bar.update(len(prompts), force=True)
