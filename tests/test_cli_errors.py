@@ -23,6 +23,7 @@ from fairl_opt.data.fitting import SOLVE_DEFAULTS
 from fairl_opt.detox.prompts import iter_jsonl
 from fairl_opt.exceptions import (
     EXIT_CODES,
+    ClusterError,
     DataError,
     InfeasibleError,
     NumericalRangeError,
@@ -57,8 +58,8 @@ def fails(capsys, code, *argv) -> str:
 # -- the exit-code table ---------------------------------------------------------------------------
 def test_exit_codes_are_the_documented_ones():
     assert EXIT_CODES == {"ok": 0, "bad input or usage": 2, "infeasible": 3, "could not certify": 4,
-                          "interrupted": 130}
-    for code in ("2 ", "3 ", "4 ", "130 "):
+                          "cluster": 5, "interrupted": 130}
+    for code in ("2 ", "3 ", "4 ", "5 ", "130 "):
         assert code in cli.__doc__ and code in cli.EPILOG
 
 
@@ -71,6 +72,7 @@ def test_exit_codes_are_the_documented_ones():
     (IsADirectoryError(21, "Is a directory", "/some/dir"), 2, "/some/dir"),
     (UnicodeDecodeError("utf-8", b"ab\xff", 2, 3, "invalid start byte"), 2, "offset 2"),
     (DataError("two\nlines"), 2, "two lines"),
+    (ClusterError("--scheduler tcp://x:1: cannot connect"), 5, "--scheduler tcp://x:1"),
 ])
 def test_main_maps_each_error_to_its_code(monkeypatch, capsys, sim, exc, code, named):
     def boom(args):

@@ -83,7 +83,7 @@ def _feature_bad(raw, ci, ri, rows, max_length) -> list[BadRow]:
 
 def build_pairs(texts: PreferenceTexts, *, model: str, max_length: int = 128, with_prompt: bool = False,
                 test_fraction: float = 0.2, seed: int = 0, cache_dir=None, batch_size: int = 32,
-                workers: int = 1, progress=True, skip_bad: bool = False) -> PairsData:
+                workers: int = 1, progress=True, skip_bad: bool = False, scheduler=None) -> PairsData:
     """Embed and standardise the pairs of ``texts`` (see the module docstring).
 
     Parameters
@@ -92,8 +92,9 @@ def build_pairs(texts: PreferenceTexts, *, model: str, max_length: int = 128, wi
         From :func:`fairl_opt.data.preferences.read_preferences`.
     model : str
         Feature model: a name of :data:`fairl_opt.models.NAMED_MODELS` or a local model directory.
-    max_length, batch_size, workers, cache_dir, progress
-        As :func:`fairl_opt.lm.embed_texts` (``cache_dir`` None: a temporary cache).
+    max_length, batch_size, workers, cache_dir, progress, scheduler
+        As :func:`fairl_opt.lm.embed_texts` (``cache_dir`` None: a temporary cache; ``scheduler``: a
+        Dask client or address whose workers embed the chunks).
     with_prompt : bool
         Embed ``prompt + completion`` instead of the completion alone.
     test_fraction, seed : float, int
@@ -119,7 +120,8 @@ def build_pairs(texts: PreferenceTexts, *, model: str, max_length: int = 128, wi
         order.setdefault(c, len(order))
         order.setdefault(r, len(order))
     raw = lm.embed_texts(list(order), model=model, cache_dir=cache_dir, batch_size=batch_size,
-                         max_length=max_length, workers=workers, progress=progress).astype(np.float64)
+                         max_length=max_length, workers=workers, progress=progress,
+                         scheduler=scheduler).astype(np.float64)
     ci, ri = (np.fromiter((order[t] for t in side), dtype=np.int64, count=len(side)) for side in sides)
     bad = _feature_bad(raw, ci, ri, texts.rows, max_length)
     if bad and not skip_bad:

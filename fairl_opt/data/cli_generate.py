@@ -27,14 +27,18 @@ def unit_interval(text: str) -> float:
 
 def cmd_generate(args) -> int:
     from fairl_opt._json import emit_json
+    from fairl_opt.cluster import check_scheduler_arguments, client_for
     from fairl_opt.data.generate import generate_pairs
     from fairl_opt.lm import SamplingConfig
 
     config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             top_k=args.top_k)
-    summary = generate_pairs(args.base, args.aligned, args.prompts, args.out, n_samples=args.n_samples,
-                             seed=args.seed, config=config, chat_template=args.chat_template, workers=args.workers,
-                             cache_dir=args.cache_dir, progress=not args.quiet)
+    check_scheduler_arguments(args)
+    with client_for(args.scheduler) as client:
+        summary = generate_pairs(args.base, args.aligned, args.prompts, args.out, n_samples=args.n_samples,
+                                 seed=args.seed, config=config, chat_template=args.chat_template,
+                                 workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
+                                 scheduler=client)
     emit_json(summary)
     return 0
 
@@ -60,6 +64,9 @@ def add_generate_parser(sub) -> None:
                    help="render each prompt as a user turn through each model's chat template "
                         "(default: raw text continuation)")
     p.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    from fairl_opt.cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
     p.add_argument("--cache-dir", default=None, help="chunk cache (default: OUT.cache); reruns resume")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_generate)

@@ -62,10 +62,12 @@ def _fraction(text: str) -> float:
 def cmd_pairs(args) -> int:
     from fairl_opt._io import check_output_dir, check_output_path
     from fairl_opt._json import emit_json, run_record
+    from fairl_opt.cluster import check_scheduler_arguments, client_for
     from fairl_opt.data.build import build_pairs, check_split, prompt_ids
     from fairl_opt.data.preferences import read_preferences
     from fairl_opt.models import resolve_model
 
+    check_scheduler_arguments(args)
     out = check_output_path(args.out, suffix=".npz")
     cache = Path(args.cache_dir) if args.cache_dir else out.with_name(out.name + ".cache")
     check_output_dir(cache, "--cache-dir")
@@ -74,14 +76,16 @@ def cmd_pairs(args) -> int:
                              split=args.split, skip_bad=args.skip_bad)
     check_split(int(prompt_ids(texts.prompts).max()) + 1, args.test_fraction)
     resolve_model(args.model)
-    data = build_pairs(texts, model=args.model, max_length=args.max_length, with_prompt=args.with_prompt,
-                       test_fraction=args.test_fraction, seed=args.seed, cache_dir=cache,
-                       batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-                       skip_bad=args.skip_bad)
+    with client_for(args.scheduler) as client:  # connected (or refused) before any model loads
+        data = build_pairs(texts, model=args.model, max_length=args.max_length, with_prompt=args.with_prompt,
+                           test_fraction=args.test_fraction, seed=args.seed, cache_dir=cache,
+                           batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+                           skip_bad=args.skip_bad, scheduler=client)
     written = data.save(out)
     parameters = {k: getattr(args, k) for k in ("model", "layout", "prompt_field", "chosen_field",
                                                 "rejected_field", "split", "with_prompt", "max_length",
-                                                "batch_size", "workers", "test_fraction", "seed", "skip_bad")}
+                                                "batch_size", "workers", "scheduler", "test_fraction", "seed",
+                                                "skip_bad")}
     parameters["cache_dir"] = str(cache)
     emit_json({
         "out": str(written), "n_pairs": data.pairs.n_pairs, "n_train": int(data.train_index.size),
@@ -114,6 +118,9 @@ def add_pairs_parser(sub) -> None:
     p.add_argument("--max-length", type=positive_int, default=128, help="tokens kept per text")
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass")
     p.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    from fairl_opt.cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
     p.add_argument("--test-fraction", type=_fraction, default=0.2,
                    help="fraction of prompts held out (whole prompts); 0: no held-out split")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the held-out split")

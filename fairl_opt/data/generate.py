@@ -191,10 +191,11 @@ def plan(base, aligned, prompts_file, out, cache_dir=None, chat_template: bool =
 
 def generate_pairs(base, aligned, prompts_file, out, *, n_samples: int = 1, seed: int = 0,
                    config: SamplingConfig = SamplingConfig(), chat_template: bool = False, workers: int = 1,
-                   cache_dir=None, progress=True, run: dict | None = None) -> dict:
+                   cache_dir=None, progress=True, run: dict | None = None, scheduler=None) -> dict:
     """Run ``fairl generate`` (see the module docstring); returns the summary it prints.
 
-    ``run`` is the run record to store (default: one built from these arguments).
+    ``run`` is the run record to store (default: one built from these arguments); ``scheduler`` (a
+    Dask client or address) samples the chunks on its workers instead of ``workers`` processes.
 
     Raises
     ------
@@ -223,7 +224,7 @@ def generate_pairs(base, aligned, prompts_file, out, *, n_samples: int = 1, seed
                  getattr(p, role).name)
         samples[role] = generate_completions(p.prompts, n_samples, model=getattr(p, role), cache_dir=p.cache,
                                              seed=seed, config=config, chunk_prompts=chunk, workers=workers,
-                                             progress=progress, chat_template=chat_template)
+                                             progress=progress, chat_template=chat_template, scheduler=scheduler)
     rows, dropped, empty = pair_rows(p.prompts, samples["aligned"], samples["base"])
     n_candidates = len(p.prompts) * n_samples
     if not rows:

@@ -25,16 +25,20 @@ def _read_texts(path) -> list[str]:
 
 
 def cmd_embed(args) -> int:
+    from fairl_opt.cluster import check_scheduler_arguments, client_for
     from fairl_opt.lm import embed_texts
 
+    check_scheduler_arguments(args)
     out = check_output_path(args.out, suffix=".npz")  # what np.savez would write
     cache = Path(args.cache_dir) if args.cache_dir else out.with_name(out.name + ".cache")
     check_output_dir(cache, "--cache-dir")
     texts = _read_texts(args.input)
     if args.train_rows is not None and not args.train_rows <= len(texts):
         raise DataError(f"--train-rows must lie in 1..{len(texts)}, got {args.train_rows}")
-    feats = embed_texts(texts, model=args.model, cache_dir=cache, batch_size=args.batch_size,
-                        max_length=args.max_length, workers=args.workers, progress=not args.quiet)
+    with client_for(args.scheduler) as client:  # connected (or refused) before any model loads
+        feats = embed_texts(texts, model=args.model, cache_dir=cache, batch_size=args.batch_size,
+                            max_length=args.max_length, workers=args.workers, progress=not args.quiet,
+                            scheduler=client)
     arrays = {"features": feats.astype(np.float16 if args.float16 else np.float32)}
     if args.train_rows is not None:
         from fairl_opt.data.features import fit_standardisation
@@ -43,7 +47,8 @@ def cmd_embed(args) -> int:
         arrays.update(mean=mean, scale=scale,
                       standardised=((feats - mean) / scale).astype(arrays["features"].dtype))
     atomic_savez(out, **arrays)
-    params = {k: getattr(args, k) for k in ("model", "batch_size", "max_length", "workers", "train_rows", "float16")}
+    params = {k: getattr(args, k) for k in ("model", "batch_size", "max_length", "workers", "scheduler",
+                                            "train_rows", "float16")}
     print(json.dumps({"out": str(out), "n": len(texts), "dim": int(feats.shape[1]), "model": args.model,
                       "cache": str(cache), "standardised_on_rows": args.train_rows,
                       "run": run_record("embed", {"input": args.input}, params)}))
@@ -189,6 +194,7 @@ def add_embed_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass")
     p.add_argument("--max-length", type=positive_int, default=128, help="tokens kept per text")
     p.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    from fairl_opt.cluster import add_scheduler_argument; add_scheduler_argument(p)  # --scheduler
     p.add_argument("--train-rows", type=positive_int, default=None,
                    help="standardise with mean/sd of the first N rows (the training split)")
     p.add_argument("--float16", action="store_true", help="store float16 (half the size)")
