@@ -15,6 +15,11 @@ Conventions (Δ = ``delta``, one row per preference pair):
 
   ``o`` is an offset per pair (0 by default); the dual-path correction uses it.
 
+``delta`` is an in-memory array, or — for data that should not be loaded whole — an ``np.memmap``
+(e.g. ``np.load(path, mmap_mode="r")``) or a row-chunked Dask array, float32 or float64: those are
+kept as :class:`~fairl_opt.programs.blocks.RowBlocks` (validated block by block, never copied into
+RAM) and every pass over them is a map-reduce over row blocks (:mod:`fairl_opt.programs.blocks`).
+
 ``C=None`` means a hard margin. Each program also knows its own objective and the dual function
 whose value at any dual-feasible point lower-bounds the optimum (weak duality): certificates use
 those, the same for every backend.
@@ -28,12 +33,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fairl_opt.exceptions import DataError
+from fairl_opt.programs.blocks import RowBlocks, as_rows, to_blocks
 
 NORMS = ("l2", "l1", "linf")
 _DUAL_NORM_ORD = {"l1": np.inf, "linf": 1}
 
 
-def _check_delta(delta) -> np.ndarray:
+def _check_delta(delta) -> np.ndarray | RowBlocks:
+    blocked = to_blocks(delta)  # memmap / Dask / RowBlocks: checked block-wise, never loaded
+    if blocked is not None:
+        return blocked
     delta = _real_array("delta", delta, keep_float32=True)
     if delta.ndim != 2 or delta.shape[0] == 0 or delta.shape[1] == 0:
         raise DataError(f"delta must be a non-empty 2-D array (pairs x features), got shape {delta.shape}")
@@ -331,7 +340,7 @@ class MaxEntProgram(_Rows):
         """Σ w_i σ(s_i)σ(−s_i)/T_i² Δ_iΔ_iᵀ + λI (d × d)."""
         s = self.scores(theta)
         curv = self.weights * _sigmoid(s) * _sigmoid(-s) / self.temperatures**2
-        return (self.delta.T * curv) @ self.delta + self.reg * np.eye(self.dim)
+        return as_rows(self.delta).weighted_gram(curv) + self.reg * np.eye(self.dim)
 
     def dual_variables(self, theta: np.ndarray) -> np.ndarray:
         """β_i = σ(−s_i) ∈ [0, 1]: the dual point that θ maps to (exact at the optimum)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from fairl_opt.exceptions import DataError, FairlError, InfeasibleError, NumericalRangeError, SolverError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.programs.blocks import as_rows, is_blocked
 from fairl_opt.solvers.certificate import Certificate, Status, certify
 from fairl_opt.solvers.infeasibility import SEPARABLE_MARGIN, relative_margin
 from fairl_opt.solvers.scaling import (
@@ -112,6 +113,9 @@ class Backend:
     solves = "nothing"
     #: The frozen dataclass of this backend's knobs (:mod:`fairl_opt.solvers.settings`).
     settings_class: type = type(None)
+    #: Whether the backend passes over Δ only by row blocks, so that it solves programs whose Δ is
+    #: memory-mapped or a Dask array (:mod:`fairl_opt.programs.blocks`); the others need Δ in memory.
+    streams_rows: bool = False
 
     def __init__(self, settings=None, **knobs):
         """``settings``: an instance of :attr:`settings_class` (None: its defaults). Keyword
@@ -152,6 +156,14 @@ class Backend:
         if not self.supports(program):
             what = type(program).__name__ + (f" with norm={program.norm!r}" if isinstance(program, MarginProgram) else "")
             raise DataError(f"backend {self.name!r} solves {self.solves} only, not {what}")
+        if is_blocked(program.delta) and not self.streams_rows:
+            n, d = program.delta.shape
+            raise DataError(
+                f"delta: backend {self.name!r} needs Δ in memory, and this delta is a {program.delta.kind} "
+                f"array ({n} x {d} {program.delta.dtype}) that is never loaded silently: use backend "
+                "'working-set' (mm-qp), 'lbfgs' or 'newton' (maxent), which pass over it by row blocks, "
+                "or load it yourself (np.asarray) if it fits in memory"
+            )
         scaling = choose_scaling(program)
         if scaling.identity:
             return self._solve_soft_or_hard(program, warm_start)
@@ -185,7 +197,7 @@ class Backend:
             what = "margins" if isinstance(program, MarginProgram) else "reg (λ)"
             raise DataError(
                 f"the reward for these {what} and rows does not fit in float64 (largest |Δ| "
-                f"{float(np.abs(program.delta).max()):.3g}"
+                f"{as_rows(program.delta).abs_max():.3g}"
                 + (f", largest |m| {float(np.abs(program.margins).max()):.3g}" if isinstance(program, MarginProgram) else "")
                 + "): bring the margins and the features closer in size"
             )
@@ -232,7 +244,7 @@ class Backend:
                 attempt = None
             if attempt is not None and attempt.certificate.optimal:
                 return attempt
-            if (hard_failure is None and isinstance(program, MarginProgram)
+            if (hard_failure is None and isinstance(program, MarginProgram) and not is_blocked(program.delta)
                     and float(np.min(scale_free_prices(program))) >= HARD_FIRST_PRICE):
                 margin = relative_margin(program.delta, program.margins)
                 if not margin > SEPARABLE_MARGIN:
@@ -323,7 +335,7 @@ def _all_slack(program: MarginProgram):
 
 def _comfortable(program) -> bool:
     """Whether Δ, m and C lie well inside float64 (2^±100), so a solve as given cannot overflow."""
-    values = [float(np.abs(program.delta).max())]
+    values = [as_rows(program.delta).abs_max()]
     if isinstance(program, MarginProgram):
         values.append(float(np.abs(program.margins).max()) or 1.0)
         if not program.hard:

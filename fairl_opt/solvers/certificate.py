@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.programs.blocks import EXTENDED, as_rows
 
 #: Default acceptance: relative gap (to |P|) and hard-margin shortfall (relative to max|m|).
 GAP_TOL = 1e-6
@@ -123,39 +124,17 @@ def relative_violation(program: MarginProgram, theta: np.ndarray, violation: flo
         return 0.0
     scale = float(np.abs(program.margins).max())
     if scale == 0:
-        scale = float((np.abs(program.delta) @ np.abs(theta)).max())
+        scale = float(as_rows(program.delta).abs_matvec(np.abs(theta)).max())
     return float(violation / scale) if scale > 0 else float("inf")
 
 
 #: Products Δθ, Δᵀα in the certificate are accumulated in extended precision (80-bit on x86),
 #: so that a θ of norm 10⁹ on rows of norm 1 still has its margins checked to 10⁻⁹.
-_EXTENDED = np.longdouble
-#: Rows per block of the extended-precision products (bounds their memory to a few MiB).
-_BLOCK_ELEMENTS = 1 << 18
+_EXTENDED = EXTENDED
 
-
-def _blocks(delta: np.ndarray):
-    rows = max(1, _BLOCK_ELEMENTS // max(1, delta.shape[1]))
-    for start in range(0, delta.shape[0], rows):
-        yield start, delta[start:start + rows].astype(_EXTENDED)
-
-
-def _matvec(delta: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Δx in extended precision, by row blocks."""
-    x = x.astype(_EXTENDED)
-    out = np.empty(delta.shape[0], dtype=_EXTENDED)
-    for start, block in _blocks(delta):
-        out[start:start + block.shape[0]] = block @ x
-    return out
-
-
-def _rmatvec(delta: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Δᵀy in extended precision, by row blocks."""
-    y = y.astype(_EXTENDED)
-    out = np.zeros(delta.shape[1], dtype=_EXTENDED)
-    for start, block in _blocks(delta):
-        out += block.T @ y[start:start + block.shape[0]]
-    return out
+# Every pass over Δ below goes through :func:`~fairl_opt.programs.blocks.as_rows`: the whole-array
+# numpy expressions for an in-memory Δ, a map-reduce over row blocks for a memory-mapped or Dask Δ —
+# one set of formulas for every kind of Δ and every backend.
 
 
 def _shortfall(program: MarginProgram, theta: np.ndarray) -> tuple[float, float]:
@@ -167,7 +146,8 @@ def _shortfall(program: MarginProgram, theta: np.ndarray) -> tuple[float, float]
     if not program.hard:
         return 0.0, 0.0
     d = program.dim
-    size = float((np.abs(program.delta) @ np.abs(theta)).max())
+    rows = as_rows(program.delta)
+    size = float(rows.abs_matvec(np.abs(theta)).max())
     top = float(np.abs(program.margins).max()) or size
     for dtype in (np.float64, _EXTENDED):
         eps = float(np.finfo(dtype).eps)
@@ -176,9 +156,9 @@ def _shortfall(program: MarginProgram, theta: np.ndarray) -> tuple[float, float]
         if dtype is np.float64 and gamma * size > 1e-3 * FEAS_TOL * top:
             continue
         if dtype is np.float64:
-            residual = program.margins - program.delta @ theta
+            residual = program.margins - rows.matvec(theta)
         else:
-            residual = program.margins.astype(_EXTENDED) - _matvec(program.delta, theta)
+            residual = program.margins.astype(_EXTENDED) - rows.matvec(theta, extended=True)
         return float(max(residual.max(), 0.0)), float(gamma * size)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -192,18 +172,19 @@ def _soft_objective_upper(program: MarginProgram, theta: np.ndarray, primal: flo
     remaining bound is added, so the certificate never understates P."""
     d = program.dim
     prices = program.prices
-    size = np.abs(program.delta) @ np.abs(theta)
+    rows = as_rows(program.delta)
+    size = rows.abs_matvec(np.abs(theta))
     eps = float(np.finfo(np.float64).eps)
     gamma = (d + 2) * eps / (1 - (d + 2) * eps)
     # only pairs within rounding of their margin (or short of it) can be mispriced: for the others
     # (m_i − Δ_iθ)₊ is 0 whatever the rounding
-    residual = program.margins - program.delta @ theta
+    residual = program.margins - rows.matvec(theta)
     near = residual > -2 * gamma * size
     if float(prices[near] @ size[near]) * gamma <= 1e-3 * gap_tol * abs(primal):
         return primal
     eps_x = float(np.finfo(_EXTENDED).eps)
     gamma_x = (d + 2) * eps_x / (1 - (d + 2) * eps_x)
-    residual_x = program.margins.astype(_EXTENDED) - _matvec(program.delta, theta)
+    residual_x = program.margins.astype(_EXTENDED) - rows.matvec(theta, extended=True)
     slack_term = prices.astype(_EXTENDED) @ np.maximum(residual_x, 0)
     near = residual_x > -2 * gamma_x * size
     bound = float(prices[near] @ size[near]) * gamma_x
@@ -215,14 +196,14 @@ def _dual_rounding(program: MarginProgram, alpha: np.ndarray) -> float:
     alpha = program.project_dual(alpha)
     eps = float(np.finfo(np.float64).eps)
     n, d = program.delta.shape
-    g_size = np.abs(program.delta).T @ np.abs(alpha)
+    g_size = as_rows(program.delta).abs_rmatvec(np.abs(alpha))
     return float((n + 2) * eps * (np.abs(program.margins) @ alpha + g_size @ g_size))
 
 
 def _qp_dual(program: MarginProgram, alpha: np.ndarray) -> float:
     """The QP's dual mᵀα − ½‖Δᵀα‖² at the projected α, accumulated in extended precision."""
     alpha = program.project_dual(alpha)
-    g = _rmatvec(program.delta, alpha)
+    g = as_rows(program.delta).rmatvec(alpha, extended=True)
     return float(program.margins.astype(_EXTENDED) @ alpha.astype(_EXTENDED) - g @ g / 2)
 
 

@@ -242,8 +242,12 @@ def _opposite_pair(delta, margins):
     return None
 
 
-def raise_infeasible(program: MarginProgram, solver_status: str) -> None:
+def raise_infeasible(program: MarginProgram, solver_status: str, rows=None) -> None:
     """A backend found no feasible θ for a hard margin: raise the error the data deserve.
+
+    ``rows`` (sorted pair indices, optional) restricts the search to pairs already known to be
+    infeasible together — a working set whose dual was unbounded — whose rows are then the only
+    ones read (what a memory-mapped or Dask Δ needs); the pairs are named in the program's indices.
 
     * :class:`InfeasibleError` only when a Farkas certificate verifies on these rows
       (:func:`find_conflict`) and the separation LP (:func:`relative_margin`) agrees that no θ
@@ -252,11 +256,16 @@ def raise_infeasible(program: MarginProgram, solver_status: str) -> None:
       float64 (the message gives it), or neither provably infeasible nor separable;
     * :class:`SolverError` when the LP separates the pairs comfortably (the backend failed).
     """
-    found = find_conflict(program.delta, program.margins)
-    margin = relative_margin(program.delta, program.margins)
+    delta, margins = program.delta, program.margins
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        delta, margins = delta[rows], margins[rows]
+    found = find_conflict(delta, margins, rows)
+    margin = relative_margin(delta, margins)
     if found is not None and not margin > SEPARABLE_MARGIN:
         pairs, y = found
-        radius = farkas_radius(program.delta, program.margins, pairs, y)
+        local = pairs if rows is None else np.searchsorted(rows, pairs)
+        radius = farkas_radius(delta, margins, local, y)
         shown = ", ".join(str(i) for i in pairs[:10]) + (" ..." if len(pairs) > 10 else "")
         raise InfeasibleError(
             f"hard margin infeasible: pairs {shown} conflict (a non-negative combination of their "

@@ -51,7 +51,9 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 
 from fairl_opt.programs import MaxEntProgram
+from fairl_opt.programs.blocks import is_blocked
 from fairl_opt.solvers.base import Backend, Solution
+from fairl_opt.solvers.blocked import BlockedMaxEnt
 from fairl_opt.solvers.certificate import certify
 from fairl_opt.solvers.fused_maxent import FusedMaxEnt, cg, hessian_cost
 from fairl_opt.solvers.line_search import backtrack
@@ -100,6 +102,7 @@ class LbfgsMaxEnt(Backend):
     solves = "MaxEntProgram"
 
     settings_class = LBFGSSettings
+    streams_rows = True
 
     def supports(self, program) -> bool:
         return isinstance(program, MaxEntProgram)
@@ -117,7 +120,8 @@ class LbfgsMaxEnt(Backend):
             raise TypeError(f"lbfgs backend solves maxent programs only, got {type(program).__name__}")
         start = time.perf_counter()
         settings = self.settings
-        ev = FusedMaxEnt(program, settings.block_rows)
+        # a memory-mapped or Dask Δ: the same evaluations as map-reduce over its row blocks
+        ev = BlockedMaxEnt(program) if is_blocked(program.delta) else FusedMaxEnt(program, settings.block_rows)
         theta = np.zeros(program.dim)
         if warm_start is not None:
             previous = np.asarray(warm_start.theta, dtype=np.float64)

@@ -29,6 +29,7 @@ class NewtonMaxEnt(Backend):
     name = "newton"
     solves = "MaxEntProgram"
     settings_class = NewtonSettings
+    streams_rows = True  # its passes (objective, gradient, Hessian) are the program's own
 
     def supports(self, program) -> bool:
         return isinstance(program, MaxEntProgram)

@@ -32,6 +32,7 @@ import numpy as np
 
 from fairl_opt.exceptions import DataError
 from fairl_opt.programs import MarginProgram, MaxEntProgram
+from fairl_opt.programs.blocks import as_rows, is_blocked
 
 #: Rows and margins whose largest entry lies in [2^-WINDOW, 2^WINDOW] are not rescaled.
 WINDOW = 10
@@ -115,7 +116,7 @@ class Scaling:
 
 def choose_scaling(program) -> Scaling:
     """The scaling for ``program``: s from its largest |Δ_ij|, t from its largest |m_i|."""
-    s = power_of_two(float(np.abs(program.delta).max()))
+    s = power_of_two(as_rows(program.delta).abs_max())
     if isinstance(program, MaxEntProgram):
         return Scaling(s, 0, "maxent")
     return Scaling(s, power_of_two(float(np.abs(program.margins).max())), program.kind)
@@ -124,7 +125,7 @@ def choose_scaling(program) -> Scaling:
 def scale_free_prices(program: MarginProgram) -> np.ndarray:
     """C_i in the units where rows and margins have size 1: C·max|Δ|²/max|m| (``mm-qp``) or
     C·max|Δ| (``mm-lp``) — invariant under the rescalings of the table above."""
-    size = float(np.abs(program.delta).max())
+    size = as_rows(program.delta).abs_max()
     top = float(np.abs(program.margins).max()) or 1.0
     prices = np.atleast_1d(np.asarray(program.C, dtype=np.float64))
     with np.errstate(over="ignore", under="ignore"):
@@ -135,7 +136,7 @@ def scale_free_prices(program: MarginProgram) -> np.ndarray:
 
 def scale_free_reg(program: MaxEntProgram) -> float:
     """λ / max|Δ|², invariant under Δ → sΔ, λ → s²λ."""
-    size = float(np.abs(program.delta).max())
+    size = as_rows(program.delta).abs_max()
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
         return float(program.reg / size / size) if size > 0 else float("inf")
 
@@ -153,7 +154,7 @@ def check_range(scaled) -> None:
                 + ("a smaller λ leaves separable data with no resolvable optimum" if reg < lo
                    else "rescale the features")
             )
-        row = np.abs(scaled.delta).max(axis=1).astype(np.float64)
+        row = as_rows(scaled.delta).row_abs_max()
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             curvature = scaled.weights * (row / scaled.temperatures) ** 2 / scaled.reg
         bad = ~(curvature <= CURVATURE_MAX)
@@ -193,11 +194,11 @@ def scaled_program(program, scaling: Scaling, delta=None):
             reg = float(np.ldexp(program.reg, scaling.price_exp))
             if not (np.isfinite(reg) and reg > 0):
                 raise DataError(f"reg (λ) = {program.reg:.3g} with rows as large as "
-                                f"{float(np.abs(program.delta).max()):.3g} is outside float64")
+                                f"{as_rows(program.delta).abs_max():.3g} is outside float64")
             return replace(program, delta=delta, reg=reg)
         C = None if program.hard else np.ldexp(program.C, scaling.price_exp)
         if C is not None and not (np.all(np.isfinite(C)) and np.all(np.asarray(C) > 0)):
-            raise DataError(f"C = {program.C} with rows as large as {float(np.abs(program.delta).max()):.3g} "
+            raise DataError(f"C = {program.C} with rows as large as {as_rows(program.delta).abs_max():.3g} "
                             "is outside float64 once the rows are scaled to size 1; choose C closer to "
                             "max|m|/max|Δ|²")
         if np.ndim(C) == 0 and C is not None:
@@ -207,8 +208,11 @@ def scaled_program(program, scaling: Scaling, delta=None):
 
 
 def scale_rows(delta: np.ndarray, exponent: int) -> np.ndarray:
-    """Δ/2^exponent in Δ's own dtype (exact away from overflow and subnormals)."""
+    """Δ/2^exponent in Δ's own dtype (exact away from overflow and subnormals); for a blocked Δ
+    (memory-mapped or Dask) a view that scales each block as it is read, never a copy."""
     if exponent == 0:
         return delta
+    if is_blocked(delta):
+        return delta.scaled(exponent)
     with np.errstate(under="ignore"):
         return np.ldexp(delta, -exponent).astype(delta.dtype, copy=False)

@@ -13,6 +13,11 @@ holds every support pair has the same solution. The loop:
 3. check all n constraints (the cutting-plane test): a pair outside W with Δ_iθ < m_i violates
    its constraint; add the violators (most violated first, in a batch) and go to 2.
 
+A memory-mapped or Dask Δ (:mod:`fairl_opt.programs.blocks`) goes through the same loop: the
+screening (:func:`fairl_opt.solvers.blocked.screen`), each round's violation check Δθ − m and the
+certificate are map-reduce passes over its row blocks, and only the working set's rows are
+gathered into memory for the box QP (``delta[rows]``).
+
 When no pair is violated, α extended by zeros is dual feasible for the full program, so the
 certificate (:func:`certify` over ALL n pairs, as for every backend) proves θ optimal. If it
 cannot be certified, the backend falls back to the cvxpy reference and says so in
@@ -26,8 +31,10 @@ import time
 import numpy as np
 
 from fairl_opt.programs import MarginProgram
+from fairl_opt.programs.blocks import as_rows, is_blocked
 from fairl_opt.solvers._kernels import dual_coordinate_descent
 from fairl_opt.solvers.base import Backend, Solution
+from fairl_opt.solvers.blocked import screen
 from fairl_opt.solvers.infeasibility import find_conflict, raise_infeasible
 from fairl_opt.solvers.box_qp import solve_box_qp
 from fairl_opt.solvers.certificate import certify
@@ -51,6 +58,7 @@ class WorkingSetQP(Backend):
     name = "working-set"
     solves = "MarginProgram with norm 'l2'"
     settings_class = WorkingSetSettings
+    streams_rows = True
 
     def _reset(self) -> None:
         self._last: Solution | None = None
@@ -72,16 +80,23 @@ class WorkingSetQP(Backend):
         per_pair = np.ndim(upper) == 1
         scale = float(np.abs(margins).max()) or 1.0
         tol = 1e-9 * scale
-        work = self._initial_working_set(program, upper, warm_start)
+        caps = np.full(n, float(upper)) if not per_pair else np.asarray(upper, dtype=np.float64)
+        work, fixed = self._initial_working_set(program, upper, warm_start)
         status = "max_rounds"
         theta = alpha = None
         stats = dict(rounds=0, working_set_size=0, ipm_iterations=0, fallback=False, polished=False)
         settings = self.settings
         for round_ in range(1, settings.max_rounds + 1):
             rows = np.flatnonzero(work)
-            full = rows.size == n  # no row copy when every pair is in the working set
+            # no row copy when every pair is in the working set (a blocked Δ: always the rows)
+            full = rows.size == n and not is_blocked(delta)
             box = (upper if full else upper[rows]) if per_pair else upper
-            result = solve_box_qp(delta if full else delta[rows], margins[rows], box)
+            # pairs held at their price (α_i = C_i) leave the box QP: their θ_B = Σ C_i Δ_i shifts
+            # the others' margins, m_W − Δ_W θ_B (one pass over Δ, no copy of the held rows)
+            theta_fixed = delta.T @ np.where(fixed, caps, 0.0) if fixed.any() else None
+            rows_delta = delta if full else delta[rows]
+            shifted = margins[rows] if theta_fixed is None else margins[rows] - rows_delta @ theta_fixed
+            result = solve_box_qp(rows_delta, shifted, box)
             stats["ipm_iterations"] += result.iterations
             if result.status == "unbounded":
                 # a dual that grows without bound means infeasible — or a margin so thin that the
@@ -91,22 +106,30 @@ class WorkingSetQP(Backend):
                 polished = self._polish(program, guess, upper, start, "unbounded", stats)
                 if polished is not None:
                     return polished
-                if find_conflict(delta, margins) is not None:
-                    raise_infeasible(program, "infeasible (dual unbounded on the working set)")
+                # (a blocked Δ: the conflict lies among the working set's rows, searched in memory)
+                found = find_conflict(delta[rows], margins[rows], rows) if is_blocked(delta) else \
+                    find_conflict(delta, margins)
+                if found is not None:
+                    raise_infeasible(program, "infeasible (dual unbounded on the working set)",
+                                     rows if is_blocked(delta) else None)
                 status = "unbounded-but-feasible"
                 break
-            theta = result.theta
-            alpha = np.zeros(n)
+            theta = result.theta if theta_fixed is None else result.theta + theta_fixed
+            alpha = np.where(fixed, caps, 0.0)
             alpha[rows] = result.alpha
             slack = delta @ theta - margins
-            violated = np.flatnonzero(~work & (slack < -tol))
+            violated = np.flatnonzero(~work & ~fixed & (slack < -tol))
+            # a held pair that now clears its margin wants α_i < C_i: back into the box QP
+            released = np.flatnonzero(fixed & (slack > tol))
             stats["rounds"] = round_
             stats["working_set_size"] = int(rows.size)
-            if violated.size == 0:
+            if violated.size == 0 and released.size == 0:
                 status = f"working-set:{result.status}"
                 break
             worst = violated[np.argsort(slack[violated], kind="stable")[: settings.batch]]
             work[worst] = True
+            work[released] = True
+            fixed[released] = False
         if theta is not None:
             cert = certify(program, theta, alpha, backend=self.name, solver_status=status,
                            solve_seconds=time.perf_counter() - start)
@@ -121,12 +144,20 @@ class WorkingSetQP(Backend):
             raise_infeasible(program, "dual unbounded; no verified conflict")
         from fairl_opt.solvers.reference import CvxpyBackend
 
-        reference = CvxpyBackend().solve(program)
-        cert = certify(program, reference.theta, reference.duals, backend=self.name,
+        if is_blocked(delta):
+            # cvxpy needs rows in memory: solve on the working set, whose optimum is the full one when no
+            # other pair is violated — which the certificate over all n pairs checks
+            reference = CvxpyBackend().solve(program.restrict(np.flatnonzero(work)))
+            duals = np.zeros(n)
+            duals[work] = reference.duals
+        else:
+            reference = CvxpyBackend().solve(program)
+            duals = reference.duals
+        cert = certify(program, reference.theta, duals, backend=self.name,
                        solver_status=f"fallback-cvxpy({status}):{reference.certificate.solver_status}",
                        solve_seconds=time.perf_counter() - start)
         stats["fallback"] = True
-        return self._keep(Solution(program, reference.theta, reference.duals, cert, stats))
+        return self._keep(Solution(program, reference.theta, duals, cert, stats))
 
     def _polish(self, program, alpha_guess, upper, start, status, stats, max_iter: int = 30) -> Solution | None:
         """Exact KKT point from a guess of the support, by a primal–dual active-set method.
@@ -210,9 +241,13 @@ class WorkingSetQP(Backend):
             return np.ones(n, dtype=bool)
         alpha = np.zeros(n)
         theta = np.zeros(program.dim)
-        qdiag = np.einsum("ij,ij->i", delta, delta, dtype=np.float64)
+        qdiag = as_rows(delta).row_sq_norms()
         bounds = np.array(upper, dtype=np.float64) if np.ndim(upper) == 1 else np.full(n, float(upper))
-        dual_coordinate_descent(delta, margins, bounds, alpha, theta, qdiag, self.settings.screening_epochs, 0.0, 0)
+        if is_blocked(delta):
+            screen(delta, margins, bounds, alpha, theta, qdiag, self.settings.screening_epochs)
+        else:
+            dual_coordinate_descent(delta, margins, bounds, alpha, theta, qdiag, self.settings.screening_epochs,
+                                    0.0, 0)
         slack = delta @ theta - margins
         # the support candidates: on or inside the margin, with a band for the screening's error
         band = np.quantile(np.abs(slack), min(1.0, (2 * program.dim + 50) / n))
