@@ -90,9 +90,8 @@ def connect(address: str, *, timeout=None, option: str = "--scheduler", set_as_d
     DataError
         The ``dask`` extra is not installed.
     """
-    import dask
-
     dist = distributed()
+    import dask
     if not isinstance(address, str) or not address.strip():
         raise ClusterError(f"{option}: expected a scheduler address such as tcp://host:8786, got {address!r}")
     address = address.strip()
