@@ -67,6 +67,7 @@ class Progress:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
         return getattr(self, "_closed", False)
 
     def close(self) -> None:
@@ -90,6 +91,7 @@ class Progress:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -124,6 +126,7 @@ CHUNK_RECORD = "fairl chunk v1"
 
 
 def record_path(path: Path) -> Path:
+    """The checksum record ``<chunk file>.meta`` of the chunk at ``path``."""
     return path.with_name(path.name + ".meta")
 
 
@@ -139,6 +142,7 @@ class ChunkError(Exception):
 
 
 def read_record(path: Path) -> dict:
+    """The checksum record of the chunk at ``path``, checked for its format; :class:`ChunkError` if not."""
     rec_path = record_path(path)
     if not rec_path.exists():
         raise ChunkError(f"no checksum record {rec_path.name}: unfinished or written by an older version")
@@ -164,6 +168,7 @@ def drop_chunk(path: Path, reason: str) -> None:
 
 
 def array_sha256(arr: np.ndarray) -> str:
+    """sha256 of the C-contiguous bytes of ``arr``."""
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 

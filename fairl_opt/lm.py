@@ -50,6 +50,7 @@ __all__ = ["DEFAULT_MODEL", "NAMED_MODELS", "ModelSpec", "SamplingConfig", "embe
 
 
 def _spec(model) -> ModelSpec:
+    """``model`` as a :class:`ModelSpec` (resolved when given as a name or a path)."""
     return model if isinstance(model, ModelSpec) else resolve_model(model)
 
 
@@ -205,6 +206,8 @@ def embed_texts(texts, model: str | ModelSpec = DEFAULT_MODEL, cache_dir=None, c
 
 
 def _embed_cached(texts, spec, cache, chunk_size, batch_size, max_length, workers, progress, client):
+    """:func:`embed_texts` on an open ``cache``: verify the cached chunks, compute the rest
+    (:func:`fairl_opt.jobs.run_chunks`, on ``client``'s workers when given) and concatenate."""
     chunks = [texts[s:s + chunk_size] for s in range(0, len(texts), chunk_size)]
     fingerprint = spec.fingerprint()
     keys = [jobs.chunk_key("embed-v2", fingerprint, max_length, chunk) for chunk in chunks]
@@ -376,6 +379,7 @@ def generate_completions(prompts, n_samples: int, model: str | ModelSpec = DEFAU
 
 def _generate_cached(prompts, n_samples, spec, cache, seed, config, chunk_prompts, workers, progress, template,
                      client):
+    """:func:`generate_completions` on an open ``cache``: verify the cached chunks, sample the rest."""
     n_chunks = (len(prompts) + chunk_prompts - 1) // chunk_prompts
     sizes = [len(prompts[c * chunk_prompts:(c + 1) * chunk_prompts]) for c in range(n_chunks)]
     fingerprint = spec.fingerprint()
