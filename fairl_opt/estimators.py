@@ -38,6 +38,7 @@ from fairl_opt.fa import FASettings, run_fa
 from fairl_opt.metrics import pairwise_accuracy
 from fairl_opt.pairs import PreferencePairs
 from fairl_opt.programs import MarginProgram, MaxEntProgram, _real_array
+from fairl_opt.programs.blocks import is_blocked, to_blocks
 from fairl_opt.solvers import get_backend
 
 
@@ -55,19 +56,25 @@ def check_delta(X, groups=None) -> tuple[np.ndarray, np.ndarray | None]:
     """The one validation of every ``fit``/``score`` input: (Δ as float64 n × d, groups or None).
 
     ``X`` is a :class:`PreferencePairs` (groups = its prompt ids; ``groups`` must then be None) or an
-    array of differences; ``groups`` has one prompt id per row. Errors are DataErrors naming ``X``
-    (and the row) or ``groups``.
+    array of differences; ``groups`` has one prompt id per row. A memory-mapped ``.npy``
+    (``np.load(path, mmap_mode="r")``) or a row-chunked Dask array of differences (float32 or
+    float64) is kept as a :class:`~fairl_opt.programs.blocks.RowBlocks`, checked block by block and
+    never loaded whole. Errors are DataErrors naming ``X`` (and the row) or ``groups``.
     """
     if isinstance(X, PreferencePairs):
         if groups is not None:
             raise DataError("groups: a PreferencePairs X carries its own prompt ids; pass groups only "
                             "with an array X of differences")
         return X.delta, X.prompt_ids
-    delta = _real_array("X", X)  # float64
+    blocked = to_blocks(X)
+    if blocked is not None:
+        delta = blocked
+    else:
+        delta = _real_array("X", X)  # float64
     if delta.ndim != 2 or 0 in delta.shape:
         raise DataError(f"X must be a PreferencePairs or a non-empty 2-D array of differences (pairs x "
                         f"features), got shape {delta.shape}")
-    bad = ~np.isfinite(delta).all(axis=1)
+    bad = np.zeros(0, dtype=bool) if blocked is not None else ~np.isfinite(delta).all(axis=1)
     if bad.any():
         raise DataError(f"X row {int(np.flatnonzero(bad)[0])} has NaN/inf")
     if groups is not None:
@@ -95,6 +102,8 @@ class _RewardModel(BaseEstimator):
         delta, _ = check_delta(X)
         if delta.shape[1] != self.n_features_in_:
             raise DataError(f"X has d={delta.shape[1]}, the model was fitted with d={self.n_features_in_}")
+        if is_blocked(delta):  # one pass over the row blocks
+            return float(np.mean(delta @ self.theta_ > 0))
         return pairwise_accuracy(self.theta_, delta)
 
     @property
@@ -234,6 +243,10 @@ class FailureAwareReward(_RewardModel):
         """Run the FA loop on ``X``; its out-of-fold folds keep each of ``groups`` (or the pairs' prompt
         ids) together. ``y`` is not used."""
         delta, groups = check_delta(X, groups)
+        if is_blocked(delta):
+            raise DataError(f"X: the failure-aware methods need the differences in memory (out-of-fold fits "
+                            f"restrict them to folds); this X is a {delta.kind} array: fit the standard "
+                            "method on it, or pass np.asarray(X)")
         base = MaxMarginReward() if self.estimator is None else clone(self.estimator)
         if not isinstance(base, (MaxMarginReward, MaxEntReward)):
             raise DataError(f"estimator must be MaxMarginReward or MaxEntReward, got {type(base).__name__}")

@@ -51,11 +51,15 @@ def cmd_fit(args) -> int:
 
     check_method_options(args)
     out = check_output_dir(args.out)
-    data = PairsData.load(args.pairs, duplicates="allow" if args.allow_duplicates else "error")
+    if str(args.pairs).endswith(".npy"):
+        data = load_differences(args.pairs)
+    else:
+        data = PairsData.load(args.pairs, duplicates="allow" if args.allow_duplicates else "error")
     reward, model = fit_reward(data, args.method, margin=args.margin, C=args.C, reg=args.reg, norm=args.norm,
                                backend=args.backend, settings=settings_of(args), geometry=args.geometry,
                                geometry_samples=args.geometry_samples, seed=args.seed, verbose=args.verbose,
-                               input_path=args.pairs, input_sha256=sha256_file(args.pairs))
+                               input_path=args.pairs, input_sha256=sha256_file(args.pairs),
+                               scheduler=args.scheduler)
     written = reward.save(out)
     t = reward.training
     payload = {
@@ -74,6 +78,21 @@ def cmd_fit(args) -> int:
         payload["geometry"] = reward.geometry
     emit_json(payload)
     return 0
+
+
+def load_differences(path):
+    """The (n, d) float32/float64 differences Δ in the ``.npy`` at ``path``, memory-mapped (read by
+    row blocks, never loaded whole); a DataError naming the file otherwise."""
+    import numpy as np
+
+    try:
+        delta = np.load(path, mmap_mode="r")
+    except ValueError as exc:
+        raise DataError(f"{path}: not a .npy array of differences ({exc})") from None
+    if delta.ndim != 2 or delta.dtype not in (np.float32, np.float64):
+        raise DataError(f"{path}: a .npy of differences must be a 2-D float32 or float64 array (pairs x "
+                        f"features), got shape {delta.shape} and dtype {delta.dtype}")
+    return delta
 
 
 def cmd_score(args) -> int:
@@ -120,8 +139,14 @@ def add_fit_parser(sub) -> None:
                        description="Fit a reward on the training pairs of a pairs file (those outside its "
                                    "test mask) and save it as a folder: theta, standardisation, feature "
                                    "model, hyper-parameters, certificate, FA history. Prints JSON.")
-    p.add_argument("pairs", help="pairs .npz (from fairl pairs, or chosen/rejected arrays)")
+    p.add_argument("pairs", help="pairs .npz (from fairl pairs, or chosen/rejected arrays), or a .npy of "
+                                 "differences (n x d float32/float64; memory-mapped, read by row blocks)")
     add_method_arguments(p)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="solve on the Dask cluster at ADDRESS (tcp://host:8786 or a scheduler file): Δ is "
+                        "split into row blocks on its workers (a .npy is read by them from its path, which "
+                        "they must see) and every pass over it runs there; maxent and mm-qp (needs the dask "
+                        "extra)")
     p.add_argument("--out", required=True, help="reward folder to write (created)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=cmd_fit)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from fairl_opt._args import (
     add_settings_arguments,
     fill_defaults,
@@ -114,13 +116,24 @@ def certificate_summary(cert) -> dict:
 
 def fit_reward(data, method: str = "mm-qp", *, margin="soft", C=1.0, reg=1.0, norm=None, backend="auto",
                settings: FASettings | None = None, geometry: bool = False, geometry_samples: int = 2000,
-               seed: int = 0, verbose: bool = False, input_path=None, input_sha256=None):
+               seed: int = 0, verbose: bool = False, input_path=None, input_sha256=None, scheduler=None,
+               chunk_rows: int | None = None):
     """Fit ``method`` on the training pairs of ``data`` and return ``(RewardModel, estimator)``.
 
     Parameters
     ----------
-    data : PairsData or PreferencePairs
+    data : PairsData, PreferencePairs or an (n, d) array of differences
         With a test mask, only the training pairs are fitted; the held-out pair accuracy is recorded.
+        An array of differences Δ_i = φ(chosen_i) − φ(rejected_i) — in memory, memory-mapped
+        (``np.load(path, mmap_mode="r")``: passed over by row blocks, never loaded) or a row-chunked
+        Dask array — is fitted whole, with no features recipe (maxent, mm-qp with the streaming
+        backends; see :mod:`fairl_opt.programs.blocks`).
+    scheduler : distributed.Client, str or None
+        A Dask cluster (a client, or an address for :func:`fairl_opt.cluster.connect`): the training
+        Δ becomes a row-chunked Dask array on its workers (:func:`fairl_opt.programs.dask_rows.distribute`:
+        a memory-mapped ``.npy`` is read by the workers from its path, which they must see) and every
+        pass of the solver and the certificate is a map-reduce there; ``chunk_rows`` sets the rows
+        per block (default about 64 MiB).
     method, margin, C, reg, norm, backend, settings
         As :func:`fairl_opt.estimators.make_estimator`; options that do not apply are ignored here
         (the CLI refuses them).
@@ -130,10 +143,32 @@ def fit_reward(data, method: str = "mm-qp", *, margin="soft", C=1.0, reg=1.0, no
     input_path, input_sha256
         Recorded as the training input.
     """
+    if scheduler is not None:
+        from fairl_opt.cluster import client_for
+
+        with client_for(scheduler) as client, client.as_current():
+            return _fit_reward(data, method, dict(margin=margin, C=C, reg=reg, norm=norm, backend=backend),
+                               settings, geometry, geometry_samples, seed, verbose, input_path, input_sha256,
+                               distributed=True, chunk_rows=chunk_rows)
+    return _fit_reward(data, method, dict(margin=margin, C=C, reg=reg, norm=norm, backend=backend), settings,
+                       geometry, geometry_samples, seed, verbose, input_path, input_sha256, distributed=False,
+                       chunk_rows=chunk_rows)
+
+
+def _is_differences(data) -> bool:
+    """Whether ``data`` is an array of differences (ndarray, memmap, Dask array) rather than pairs."""
+    return isinstance(data, np.ndarray) or type(data).__module__.startswith("dask.array")
+
+
+def _fit_reward(data, method, options, settings, geometry, geometry_samples, seed, verbose, input_path,
+                input_sha256, *, distributed: bool, chunk_rows):
+    """:func:`fit_reward` once the cluster, if any, is the current Dask client (``distributed``)."""
+    differences = _is_differences(data)
     if isinstance(data, PreferencePairs):
         data = PairsData(data)
-    if not isinstance(data, PairsData):
-        raise DataError(f"data must be PairsData or PreferencePairs, got {type(data).__name__}")
+    if not (differences or isinstance(data, PairsData)):
+        raise DataError(f"data must be PairsData, PreferencePairs or an array of differences, got "
+                        f"{type(data).__name__}")
     if method not in METHODS:
         raise DataError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     m = METHODS[method]
@@ -141,27 +176,37 @@ def fit_reward(data, method: str = "mm-qp", *, margin="soft", C=1.0, reg=1.0, no
         raise DataError(f"geometry needs an fa-mm-* method, not {method}")
     if m.failure_aware and settings is None:
         settings = FASettings(seed=seed)
-    train = data.train()
-    model = make_estimator(method, margin=margin, C=C, reg=reg, norm=norm, backend=backend, settings=settings,
-                           verbose=verbose)
+    train = data if differences else data.train()
+    if distributed:
+        from fairl_opt.programs.dask_rows import distribute
+
+        train = distribute(train if differences else train.delta, chunk_rows)
+    model = make_estimator(method, **options, settings=settings, verbose=verbose)
     start = time.perf_counter()
     model.fit(train)
     seconds = time.perf_counter() - start
-    test = data.test_index
+    n_pairs = int(data.shape[0]) if differences else data.pairs.n_pairs
+    test = np.zeros(0, dtype=np.int64) if differences else data.test_index
     training = {
         "input": None if input_path is None else str(input_path), "input_sha256": input_sha256,
-        "n_pairs": data.pairs.n_pairs, "n_train": train.n_pairs, "n_test": int(test.size), "dim": train.dim,
-        "train_pair_accuracy": float(model.score(train)),
+        "n_pairs": n_pairs, "n_train": n_pairs - int(test.size), "n_test": int(test.size),
+        "dim": int(model.n_features_in_),
+        # (a blocked Δ: scored on the program's own rows, not checked and persisted a second time)
+        "train_pair_accuracy": float(model.score(model.solution_.program.delta if differences or distributed
+                                                 else train)),
         "test_pair_accuracy": float(model.score(data.pairs.subset(test))) if test.size else None,
         "fit_seconds": seconds,
     }
+    if distributed:
+        training["scheduler"] = True
     summary = None
     if geometry:
         from fairl_opt.geometry import geometry_summary
 
         summary = geometry_summary(model.result_, samples=geometry_samples, seed=seed)
-    params = hyper_parameters(method, margin=margin, C=C, reg=reg, norm=norm, backend=backend, settings=settings)
-    reward = RewardModel.from_estimator(model, method, params, features=data.features, training=training,
+    params = hyper_parameters(method, **options, settings=settings)
+    features = None if differences else data.features
+    reward = RewardModel.from_estimator(model, method, params, features=features, training=training,
                                         geometry=summary)
     return reward, model
 

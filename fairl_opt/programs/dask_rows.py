@@ -102,4 +102,58 @@ class DaskRows(RowBlocks):
         return list(dask.compute(*tasks))
 
 
-__all__ = ["DaskRows"]
+#: Default chunk of :func:`from_npy` and :func:`distribute`: about this many stored bytes per block.
+CHUNK_BYTES = 64 * 2**20
+
+
+def _chunk_rows(n: int, d: int, itemsize: int, chunk_rows: int | None) -> int:
+    if chunk_rows is None:
+        chunk_rows = max(1, CHUNK_BYTES // max(1, d * itemsize))
+    return int(max(1, min(chunk_rows, n)))
+
+
+def _load_rows(path: str, start: int, stop: int) -> np.ndarray:
+    """Rows start:stop of the .npy at ``path``, read (memory-mapped) by the worker that runs this."""
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
+
+
+def from_npy(path, chunk_rows: int | None = None):
+    """A row-chunked Dask array over the ``.npy`` at ``path`` whose chunks the workers read from
+    the file themselves (the driver reads only its header): every worker must see ``path``
+    (one machine, or a shared file system)."""
+    import dask
+    import dask.array as da
+
+    path = str(path)
+    header = np.load(path, mmap_mode="r")
+    if header.ndim != 2:
+        raise DataError(f"{path}: delta must be a 2-D array (pairs x features), got shape {header.shape}")
+    n, d = header.shape
+    rows = _chunk_rows(n, d, header.dtype.itemsize, chunk_rows)
+    parts = [da.from_delayed(dask.delayed(_load_rows, pure=True)(path, i, min(i + rows, n)),
+                             shape=(min(i + rows, n) - i, d), dtype=header.dtype)
+             for i in range(0, n, rows)]
+    return da.concatenate(parts, axis=0)
+
+
+def distribute(delta, chunk_rows: int | None = None):
+    """``delta`` as a row-chunked Dask array: a memory-mapped ``.npy`` through :func:`from_npy`
+    (the workers read it), an in-memory array sent to the workers chunk by chunk, a Dask array
+    as it is."""
+    import dask.array as da
+
+    if isinstance(delta, np.memmap) and delta.filename is not None and delta.offset is not None:
+        whole = np.load(delta.filename, mmap_mode="r")
+        if whole.shape == delta.shape and whole.dtype == delta.dtype:
+            return from_npy(delta.filename, chunk_rows)
+    if isinstance(delta, np.memmap):
+        raise DataError("delta: a memory-mapped delta goes to the workers as its whole .npy file (they read it); "
+                        "this one is a part of a file: pass np.load(path, mmap_mode='r') itself")
+    if type(delta).__module__.startswith("dask.array"):
+        return delta
+    delta = np.asarray(delta)
+    rows = _chunk_rows(delta.shape[0], delta.shape[1], delta.dtype.itemsize, chunk_rows)
+    return da.from_array(delta, chunks=(rows, delta.shape[1]))
+
+
+__all__ = ["CHUNK_BYTES", "DaskRows", "distribute", "from_npy"]
