@@ -68,7 +68,8 @@ def test_uncertified_answer_falls_back_to_reference_and_says_so():
     """One cutting-plane round on 400 pairs from a screened working set cannot certify: the backend
     hands the problem to the reference, and both the diagnostics and the status say so."""
     program = MarginProgram(random_delta(5, n=400, d=8, shift=0.5), C=1.0)
-    budget = WorkingSetSettings(max_rounds=1, full_set_below=10, screening_epochs=1, batch=1)
+    # (one epoch of coordinate descent: the smoothed-primal screening would certify in one round)
+    budget = WorkingSetSettings(max_rounds=1, full_set_below=10, screening_epochs=1, batch=1, screening_levels=())
     alone = WorkingSetQP(replace(budget, fallback=False)).solve(program)
     assert not alone.certificate.optimal and not alone.diagnostics["fallback"]  # the fallback is needed
     fast = WorkingSetQP(budget).solve(program)
@@ -155,3 +156,35 @@ def test_box_qp_reports_unbounded_dual():
     result = solve_box_qp(delta, np.ones(2), np.inf)
     assert result.status in ("unbounded", "max_iter", "numerical")
     assert result.status != "solved"
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4, 1e5])
+@pytest.mark.parametrize("per_pair", [False, True])
+def test_screened_solve_holding_pairs_at_their_price_matches_reference(scale, per_pair):
+    """Noisy pairs (most of them short of their margin) above the full-set threshold: the
+    smoothed-primal screening holds the pairs it finds at their price out of the box QP; the rounds
+    release any it held wrongly, and the answer is the reference's at every scale, with per-pair
+    prices too."""
+    delta = random_delta(11, n=1500, d=12, shift=0.3) * scale
+    prices = np.random.default_rng(2).uniform(0.5, 2.0, 1500) if per_pair else 1.0
+    # (C/s² keeps the program the same one in scale-free terms: Δ → sΔ, θ → θ/s)
+    program = MarginProgram(delta, C=prices / scale**2)
+    fast = WorkingSetQP(WorkingSetSettings(full_set_below=200, fallback=False)).solve(program)
+    reference = CvxpyBackend().solve(program)
+    assert fast.certificate.optimal, fast.certificate
+    assert fast.diagnostics["working_set_size"] < 750  # the held pairs are not in the box QP
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-7)
+    assert np.allclose(fast.theta, reference.theta, atol=1e-6 * np.abs(reference.theta).max())
+
+
+def test_screened_solve_with_near_duplicate_rows_matches_reference():
+    """Pairs repeated with tiny perturbations (a held pair's twin may sit on the margin)."""
+    rng = np.random.default_rng(3)
+    base = random_delta(12, n=400, d=10, shift=0.4)
+    delta = np.vstack([base, base + 1e-9 * rng.normal(size=base.shape), base[:200]])
+    program = MarginProgram(delta, C=1.0)
+    fast = WorkingSetQP(WorkingSetSettings(full_set_below=100, fallback=False)).solve(program)
+    reference = CvxpyBackend().solve(program)
+    assert fast.certificate.optimal, fast.certificate
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-7)
+    assert np.allclose(fast.theta, reference.theta, atol=1e-6 * np.abs(reference.theta).max())

@@ -24,20 +24,32 @@ class WorkingSetSettings:
     full_set_below : int
         Solve on every pair at once when n is at most this (no working set needed).
     screening_epochs : int
-        Coordinate-descent epochs that pick the first working set for larger n.
+        Coordinate-descent epochs that pick the first working set for larger n (hard margins and
+        row-blocked Δ).
+    screening_levels : tuple of float
+        Soft margins at larger n: the smoothing widths (relative to max|m|) of the Newton steps on
+        the smoothed primal that pick the first working set
+        (:func:`~fairl_opt.solvers.screening.smoothed_primal_guess`); empty: coordinate descent
+        as for hard margins.
     batch : int
         At most this many violated pairs enter the working set per round.
     max_rounds : int
         Cutting-plane rounds before giving up (then: polish, then fallback).
     fallback : bool
         Fall back to the cvxpy reference when the answer cannot be certified.
+    warm_band : int
+        A re-solve on the same rows (FA rounds) also puts in its first working set this many
+        pairs nearest their margins under the previous θ, so that the pairs the edit brings to
+        the margin are there from the start instead of entering round by round.
     """
 
     full_set_below: int = 5000
     screening_epochs: int = 20
+    screening_levels: tuple = (1.0, 0.3, 0.1, 0.03, 0.01)
     batch: int = 2000
     max_rounds: int = 50
     fallback: bool = True
+    warm_band: int = 200
 
 
 @dataclass(frozen=True)

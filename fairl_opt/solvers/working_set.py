@@ -36,6 +36,7 @@ from fairl_opt.solvers._kernels import dual_coordinate_descent
 from fairl_opt.solvers.base import Backend, Solution
 from fairl_opt.solvers.blocked import screen
 from fairl_opt.solvers.infeasibility import find_conflict, raise_infeasible
+from fairl_opt.solvers.screening import smoothed_primal_guess
 from fairl_opt.solvers.box_qp import solve_box_qp
 from fairl_opt.solvers.certificate import certify
 from fairl_opt.solvers.settings import WorkingSetSettings
@@ -128,6 +129,11 @@ class WorkingSetQP(Backend):
                 break
             worst = violated[np.argsort(slack[violated], kind="stable")[: settings.batch]]
             work[worst] = True
+            if released.size > settings.batch:
+                # the guess of who sits at its price was wrong on a large scale (θ_B is a sum over
+                # many rows, so a few wrong rows move θ far): stop holding any
+                work |= fixed
+                fixed[:] = False
             work[released] = True
             fixed[released] = False
         if theta is not None:
@@ -226,32 +232,58 @@ class WorkingSetQP(Backend):
         self._last = solution
         return solution
 
-    def _initial_working_set(self, program, upper, warm_start) -> np.ndarray:
+    def _initial_working_set(self, program, upper, warm_start) -> tuple[np.ndarray, np.ndarray]:
+        """(W, H): the pairs of the first box QP and those held at their price α_i = C_i.
+
+        A pair is held when its multiplier sits at its price (previous solution or screening) and
+        it falls short of its margin by more than the band of pairs the screening is unsure about:
+        such pairs stay at C_i at the optimum, and leaving them out of the box QP shrinks it from
+        every pair at its price (most of the data when many pairs are noisy) to the few near their
+        margins. A held pair that turns out to clear its margin is released by the rounds."""
         delta, margins = program.delta, program.margins
         n = program.n_pairs
+        caps = np.array(upper, dtype=np.float64) if np.ndim(upper) == 1 else np.full(n, float(upper))
         warm = warm_start if warm_start is not None else self._last
         if warm is not None and warm.program.delta is delta and warm.duals.shape == (n,):
-            # FA rounds edit margins only: start from the previous support and what now binds
+            # FA rounds edit margins (and prices) only: start from the previous support, what now
+            # binds and the pairs within the band of their margin
             slack = delta @ warm.theta - margins
-            work = _support(warm.duals) | (slack <= 0)
+            band = _band(slack, min(n, self.settings.warm_band))
+            at_cap = np.isfinite(caps) & (warm.duals >= caps * (1 - 1e-6))
+            held = at_cap & (slack < -band)
+            work = (_support(warm.duals) | (slack <= band)) & ~held
             # a working set of more than half the pairs saves little and costs extra rounds
             if work.any() and work.sum() <= n // 2:
-                return work
+                return work, held
         if n <= self.settings.full_set_below:
-            return np.ones(n, dtype=bool)
+            return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        if self.settings.screening_levels and np.isfinite(caps).all() and not is_blocked(delta):
+            # soft margins: a few Newton steps on the smoothed primal find the pairs at their
+            # price, which dual coordinate descent from α = 0 is slow to raise
+            levels = self.settings.screening_levels
+            slack = delta @ smoothed_primal_guess(delta, margins, caps, levels=levels) - margins
+            band = max(_band(slack, 2 * program.dim + 50), 5 * levels[-1] * (float(np.abs(margins).max()) or 1.0))
+            held = slack < -band
+            return (slack <= band) & ~held, held
         alpha = np.zeros(n)
         theta = np.zeros(program.dim)
         qdiag = as_rows(delta).row_sq_norms()
-        bounds = np.array(upper, dtype=np.float64) if np.ndim(upper) == 1 else np.full(n, float(upper))
         if is_blocked(delta):
-            screen(delta, margins, bounds, alpha, theta, qdiag, self.settings.screening_epochs)
+            screen(delta, margins, caps, alpha, theta, qdiag, self.settings.screening_epochs)
         else:
-            dual_coordinate_descent(delta, margins, bounds, alpha, theta, qdiag, self.settings.screening_epochs,
+            dual_coordinate_descent(delta, margins, caps, alpha, theta, qdiag, self.settings.screening_epochs,
                                     0.0, 0)
         slack = delta @ theta - margins
         # the support candidates: on or inside the margin, with a band for the screening's error
-        band = np.quantile(np.abs(slack), min(1.0, (2 * program.dim + 50) / n))
-        return (alpha > 0) | (slack <= band)
+        band = _band(slack, 2 * program.dim + 50)
+        held = np.isfinite(caps) & (alpha >= caps) & (slack < -band)
+        return ((alpha > 0) | (slack <= band)) & ~held, held
+
+
+def _band(slack: np.ndarray, count: int) -> float:
+    """The distance |Δ_iθ − m_i| within which the ``count`` pairs nearest their margins lie."""
+    n = slack.size
+    return float(np.quantile(np.abs(slack), min(1.0, count / n))) if n else 0.0
 
 
 def _support(alpha: np.ndarray) -> np.ndarray:
