@@ -3,7 +3,9 @@ object per text).
 
 ``fairl fit PAIRS --method M --out REWARD_DIR`` fits on the training pairs of a pairs file (those
 outside its ``test_mask``; every pair of a file without one) and writes the folder described in
-:mod:`fairl_opt.data.reward`. It prints one JSON object:
+:mod:`fairl_opt.data.reward`. PAIRS may also be a ``.npy`` of difference rows (n × d, float32 or
+float64), memory-mapped and passed over by row blocks (maxent, mm-qp); ``--scheduler ADDRESS`` solves
+on a Dask cluster (:func:`fairl_opt.data.fitting.fit_reward`; exit 5 when it does not answer). It prints one JSON object:
 
 =====================  ======================================================================
 field                  meaning
