@@ -138,18 +138,35 @@ def run_fa(
     else:
         folds = None
     fold_backends = [backend.fresh() for _ in folds] if folds else None
+    # each fold's rows are cut from Δ once, so that every round's fold program shares them (the
+    # backends recognise a re-solve on the same rows by their identity and warm-start from it)
     fold_programs = [program.restrict(train) for train, _ in folds] if folds else None
+    fold_solutions = [None] * len(folds) if folds else None
+
+    def fold_program(k, train):
+        """Fold k's program under the current requirements."""
+        if state.is_margin:
+            edited = fold_programs[k].with_margins(state.margins[train])
+            if state.price_factors is not None:
+                edited = edited.with_prices(state.prices()[train])
+            return edited
+        return fold_programs[k].with_weights(state.weights[train], state.temperatures[train])
 
     def oof_margins():
         thetas = []
-        for (train, _), fold_program, fold_backend in zip(folds, fold_programs, fold_backends):
-            if state.is_margin:
-                edited = fold_program.with_margins(state.margins[train])
-                if state.price_factors is not None:
-                    edited = edited.with_prices(state.prices()[train])
-            else:
-                edited = fold_program.with_weights(state.weights[train], state.temperatures[train])
-            thetas.append(fold_backend.solve(edited).require_certified("out-of-fold fit").theta)
+        for k, (train, _) in enumerate(folds):
+            edited = fold_program(k, train)
+            previous = fold_solutions[k]
+            if previous is not None and _same_requirements(previous.program, edited):
+                # no requirement of this fold's training pairs changed: its certified optimum stands
+                thetas.append(previous.theta)
+                continue
+            # round 0: MaxEnt starts from the standard θ; a margin program's fold optimum is too far
+            # from the standard one (measured: a third of its pairs change sides) to be worth a guess
+            warm = previous if previous is not None or state.is_margin else base
+            solved = fold_backends[k].solve(edited, warm_start=warm).require_certified("out-of-fold fit")
+            fold_solutions[k] = solved
+            thetas.append(solved.theta)
         return out_of_fold_margins(delta, thetas, folds)
 
     # the coin-flip posterior of rule "posterior", once: the mixture reads Δ and the prompt folds only
@@ -271,6 +288,16 @@ def run_fa(
         threshold=None if threshold is None else float(threshold),
         noise_posterior=posterior,
     )
+
+
+def _same_requirements(before, after) -> bool:
+    """Whether two programs on the same rows ask the same of every pair (margins and prices, or
+    weights and temperatures)."""
+    if isinstance(after, MarginProgram):
+        return (np.array_equal(before.margins, after.margins)
+                and np.array_equal(np.asarray(before.C), np.asarray(after.C)))
+    return (np.array_equal(before.weights, after.weights)
+            and np.array_equal(before.temperatures, after.temperatures))
 
 
 def _record_failures(record: FARound, failures: Failures, kept: np.ndarray) -> None:

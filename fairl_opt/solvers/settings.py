@@ -39,8 +39,9 @@ class WorkingSetSettings:
         Fall back to the cvxpy reference when the answer cannot be certified.
     warm_band : int
         A re-solve on the same rows (FA rounds) also puts in its first working set this many
-        pairs nearest their margins under the previous θ, so that the pairs the edit brings to
-        the margin are there from the start instead of entering round by round.
+        (at most n/6) pairs nearest their margins under the previous θ (and each cutting-plane round that holds
+        pairs at their price takes in as many around its θ), so that the pairs the edit brings
+        to the margin are there from the start instead of entering round by round.
     """
 
     full_set_below: int = 5000
@@ -49,7 +50,7 @@ class WorkingSetSettings:
     batch: int = 2000
     max_rounds: int = 50
     fallback: bool = True
-    warm_band: int = 200
+    warm_band: int = 400
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,15 @@ class WorkingSetQP(Backend):
                 fixed[:] = False
             work[released] = True
             fixed[released] = False
+            if fixed.any() and violated.size + released.size <= settings.batch:
+                # the pairs the next θ moves past their margin lie next to it now: take in the
+                # band around this θ too (held pairs and pairs out of W alike), so that the
+                # violators do not trickle in one cold box QP per round
+                outside = ~work
+                count = min(int(outside.sum()), settings.warm_band, n // 6)
+                near = outside & (np.abs(slack) <= _band(slack[outside], count))
+                work |= near
+                fixed &= ~near
         if theta is not None:
             cert = certify(program, theta, alpha, backend=self.name, solver_status=status,
                            solve_seconds=time.perf_counter() - start)
@@ -248,10 +257,13 @@ class WorkingSetQP(Backend):
             # FA rounds edit margins (and prices) only: start from the previous support, what now
             # binds and the pairs within the band of their margin
             slack = delta @ warm.theta - margins
-            band = _band(slack, min(n, self.settings.warm_band))
+            support = _support(warm.duals)
             at_cap = np.isfinite(caps) & (warm.duals >= caps * (1 - 1e-6))
+            # the band: the warm_band pairs nearest their margins among those not on it already
+            others = ~support | at_cap
+            band = _band(slack[others], min(int(others.sum()), self.settings.warm_band, n // 6))
             held = at_cap & (slack < -band)
-            work = (_support(warm.duals) | (slack <= band)) & ~held
+            work = (support | (slack <= band)) & ~held
             # a working set of more than half the pairs saves little and costs extra rounds
             if work.any() and work.sum() <= n // 2:
                 return work, held
