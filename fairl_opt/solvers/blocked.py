@@ -17,6 +17,7 @@ from scipy.linalg.blas import dsyrk as _dsyrk
 from fairl_opt.programs import MaxEntProgram
 from fairl_opt.programs.blocks import RowBlocks
 from fairl_opt.solvers._kernels import dual_coordinate_descent
+from fairl_opt.solvers.fused_maxent import FusedMaxEnt
 
 
 def _value_grad_block(block, weights, inv_t, shift, v_scale, theta):
@@ -93,14 +94,8 @@ class BlockedMaxEnt:
         value = loss + 0.5 * self.reg * float(theta @ theta)
         return value, self.reg * theta - acc
 
-    def _curvature(self) -> np.ndarray:
-        if self.curv is None:
-            e = self.e
-            curv = e / (1.0 + e) ** 2
-            if self.c_scale is not None:
-                curv *= self.c_scale
-            self.curv = curv
-        return self.curv
+    #: the per-pair curvature at the last θ, cached: the same code as the in-memory evaluator's
+    _curvature = FusedMaxEnt._curvature
 
     def hessp(self, p: np.ndarray) -> np.ndarray:
         """(Δᵀ diag(c) Δ + λI) p at the θ of the last :meth:`value_grad` (one pass)."""
