@@ -269,9 +269,10 @@ class WorkingSetQP(Backend):
                 return work, held
         if n <= self.settings.full_set_below:
             return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
-        if self.settings.screening_levels and np.isfinite(caps).all() and not is_blocked(delta):
+        if self.settings.screening_levels and np.isfinite(caps).all():
             # soft margins: a few Newton steps on the smoothed primal find the pairs at their
-            # price, which dual coordinate descent from α = 0 is slow to raise
+            # price, which dual coordinate descent from α = 0 is slow to raise (a blocked Δ: two
+            # passes over its blocks per step, and the sampled Hessian's rows gathered)
             levels = self.settings.screening_levels
             slack = delta @ smoothed_primal_guess(delta, margins, caps, levels=levels) - margins
             band = max(_band(slack, 2 * program.dim + 50), 5 * levels[-1] * (float(np.abs(margins).max()) or 1.0))
