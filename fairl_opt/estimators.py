@@ -243,10 +243,6 @@ class FailureAwareReward(_RewardModel):
         """Run the FA loop on ``X``; its out-of-fold folds keep each of ``groups`` (or the pairs' prompt
         ids) together. ``y`` is not used."""
         delta, groups = check_delta(X, groups)
-        if is_blocked(delta):
-            raise DataError(f"X: the failure-aware methods need the differences in memory (out-of-fold fits "
-                            f"restrict them to folds); this X is a {delta.kind} array: fit the standard "
-                            "method on it, or pass np.asarray(X)")
         base = MaxMarginReward() if self.estimator is None else clone(self.estimator)
         if not isinstance(base, (MaxMarginReward, MaxEntReward)):
             raise DataError(f"estimator must be MaxMarginReward or MaxEntReward, got {type(base).__name__}")

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from fairl_opt.exceptions import DataError
+from fairl_opt.programs.blocks import is_blocked
 
 
 def normalised_margins(delta: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """``Δθ / ‖θ‖₂``; all zeros when θ = 0 (every pair then counts as misclassified)."""
     norm = float(np.linalg.norm(theta))
-    scores = np.asarray(delta) @ theta
+    scores = delta @ theta if is_blocked(delta) else np.asarray(delta) @ theta
     return scores / norm if norm > 0 else np.zeros_like(scores)
 
 
@@ -92,6 +93,13 @@ def out_of_fold_margins(delta: np.ndarray, fold_thetas, folds) -> np.ndarray:
     ``fold_thetas[f]`` is the reward fitted on ``folds[f][0]``; pairs ``folds[f][1]`` are measured.
     """
     margins = np.empty(delta.shape[0])
+    if is_blocked(delta):
+        # one pass for every fold's θ (the rows are not gathered: Δ[Θ₁ … Θ_k], then each fold's rows)
+        scores = delta @ np.column_stack(fold_thetas)
+        for f, (theta, (_, test)) in enumerate(zip(fold_thetas, folds)):
+            norm = float(np.linalg.norm(theta))
+            margins[test] = scores[test, f] / norm if norm > 0 else 0.0
+        return margins
     for theta, (_, test) in zip(fold_thetas, folds):
         margins[test] = normalised_margins(delta[test], theta)
     return margins

@@ -20,6 +20,7 @@ from fairl_opt.fa.result import FAResult, FARound
 from fairl_opt.fa.rules import FailureContext, select_failures
 from fairl_opt.fa.settings import FASettings
 from fairl_opt.pairs import group_folds
+from fairl_opt.programs.blocks import is_blocked
 from fairl_opt.programs import MarginProgram, MaxEntProgram
 from fairl_opt.solvers import Backend, Solution, get_backend, max_admissible_tightening
 
@@ -173,6 +174,9 @@ def run_fa(
     # (λ: a MaxEnt program's own, 1 for max-margin programs)
     posterior = None
     if rule == "posterior" and select is None:
+        if is_blocked(delta):
+            raise DataError(f"failure_rule='posterior' fits its coin-flip mixture on the differences in memory; "
+                            f"this delta is a {delta.kind} array: pass np.asarray(delta), or another rule")
         reg = program.reg if isinstance(program, MaxEntProgram) else 1.0
         posterior = noise_posterior(delta, groups, reg, settings.oof_folds or 5, settings.seed)
 

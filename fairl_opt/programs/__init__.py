@@ -33,10 +33,20 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fairl_opt.exceptions import DataError
-from fairl_opt.programs.blocks import RowBlocks, as_rows, to_blocks
+from fairl_opt.programs.blocks import RowBlocks, as_rows, is_blocked, to_blocks
 
 NORMS = ("l2", "l1", "linf")
 _DUAL_NORM_ORD = {"l1": np.inf, "linf": 1}
+
+
+def _cut(delta, rows):
+    """Δ's rows ``rows``: a copy of them for an in-memory Δ, a view
+    (:class:`~fairl_opt.programs.subset_rows.SubsetRows`, rows in increasing order) for a blocked one."""
+    if is_blocked(delta):
+        from fairl_opt.programs.subset_rows import subset_rows
+
+        return subset_rows(delta, rows)
+    return delta[rows]
 
 
 def _check_delta(delta) -> np.ndarray | RowBlocks:
@@ -191,7 +201,7 @@ class MarginProgram(_Rows):
         """The program on a subset of pairs (for out-of-fold fits and dual-path corrections)."""
         rows = np.asarray(rows, dtype=np.int64)
         C = self.C[rows] if self.per_pair_prices else self.C
-        return MarginProgram(self.delta[rows], self.margins[rows], self.norm, C)
+        return MarginProgram(_cut(self.delta, rows), self.margins[rows], self.norm, C)
 
     def regulariser(self, theta: np.ndarray) -> float:
         if self.norm == "l2":
@@ -319,7 +329,7 @@ class MaxEntProgram(_Rows):
         """The program on a subset of pairs (for out-of-fold fits and dual-path corrections)."""
         rows = np.asarray(rows, dtype=np.int64)
         return MaxEntProgram(
-            self.delta[rows], self.reg, self.weights[rows], self.temperatures[rows], self.offsets[rows]
+            _cut(self.delta, rows), self.reg, self.weights[rows], self.temperatures[rows], self.offsets[rows]
         )
 
     def scores(self, theta: np.ndarray) -> np.ndarray:
