@@ -115,6 +115,12 @@ class _Rows:
     def dim(self) -> int:
         return self.delta.shape[1]
 
+    @property
+    def delta_rows(self) -> RowBlocks:
+        """Δ behind :class:`~fairl_opt.programs.blocks.RowBlocks` (a float32 Δ's products by
+        float64 blocks, never a whole-array copy)."""
+        return as_rows(self.delta)
+
 
 @dataclass(frozen=True, eq=False)
 class MarginProgram(_Rows):
@@ -210,7 +216,7 @@ class MarginProgram(_Rows):
 
     def slacks(self, theta: np.ndarray) -> np.ndarray:
         """ξ_i = max(0, m_i − Δ_i θ): how far each pair falls short of its margin."""
-        return np.maximum(0.0, self.margins - self.delta @ theta)
+        return np.maximum(0.0, self.margins - self.delta_rows @ theta)
 
     def objective(self, theta: np.ndarray) -> float:
         """Primal objective at θ (for soft margins with the optimal slacks ξ(θ))."""
@@ -235,7 +241,7 @@ class MarginProgram(_Rows):
         0 ≤ α_i ≤ C_i.
         """
         alpha = self.project_dual(alpha)
-        g = self.delta.T @ alpha
+        g = self.delta_rows.T @ alpha
         if self.norm == "l2":
             return float(self.margins @ alpha - 0.5 * g @ g)
         return float(self.margins @ alpha)
@@ -244,7 +250,7 @@ class MarginProgram(_Rows):
         """Nearest-by-construction dual-feasible multipliers (see :meth:`dual_objective`)."""
         alpha = np.clip(np.asarray(alpha, dtype=np.float64), 0.0, np.inf if self.hard else self.C)
         if self.norm != "l2":
-            dual_norm = float(np.linalg.norm(self.delta.T @ alpha, _DUAL_NORM_ORD[self.norm]))
+            dual_norm = float(np.linalg.norm(self.delta_rows.T @ alpha, _DUAL_NORM_ORD[self.norm]))
             if dual_norm > 1.0:
                 alpha = alpha / dual_norm
         return alpha
@@ -334,7 +340,7 @@ class MaxEntProgram(_Rows):
 
     def scores(self, theta: np.ndarray) -> np.ndarray:
         """s_i = (Δ_i θ + o_i) / T_i."""
-        return (self.delta @ theta + self.offsets) / self.temperatures
+        return (self.delta_rows @ theta + self.offsets) / self.temperatures
 
     def objective(self, theta: np.ndarray) -> float:
         s = self.scores(theta)
@@ -344,7 +350,7 @@ class MaxEntProgram(_Rows):
         s = self.scores(theta)
         beta = _sigmoid(-s)  # ∂ℓ/∂s = −σ(−s)
         # (not −Δᵀv: the unary minus would copy Δ)
-        return self.reg * theta - self.delta.T @ (self.weights * beta / self.temperatures)
+        return self.reg * theta - self.delta_rows.T @ (self.weights * beta / self.temperatures)
 
     def hessian(self, theta: np.ndarray) -> np.ndarray:
         """Σ w_i σ(s_i)σ(−s_i)/T_i² Δ_iΔ_iᵀ + λI (d × d)."""
@@ -365,7 +371,7 @@ class MaxEntProgram(_Rows):
         """
         beta = np.clip(np.asarray(beta, dtype=np.float64), 0.0, 1.0)
         wb = self.weights * beta
-        g = self.delta.T @ (wb / self.temperatures)
+        g = self.delta_rows.T @ (wb / self.temperatures)
         c = self.offsets / self.temperatures
         return float(self.weights @ _binary_entropy(beta) - wb @ c - g @ g / (2.0 * self.reg))
 

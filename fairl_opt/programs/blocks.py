@@ -335,22 +335,26 @@ class StreamedRows(RowBlocks):
 
 
 class InMemoryRows(RowBlocks):
-    """An in-memory ndarray Δ behind the same interface, every operation the whole-array numpy
-    expression (no copy, no blocks): what :func:`as_rows` gives for a plain ndarray."""
+    """An in-memory ndarray Δ behind the same interface: what :func:`as_rows` gives for a plain
+    ndarray. A float64 Δ's operations are the whole-array numpy expressions (no copy). A float32
+    Δ's products go through float64 row blocks as a memory-mapped Δ's do (a mixed-precision
+    whole-array product copies Δ per call and leaves BLAS: 3-4x slower at 10^5 x 576)."""
 
     kind = "in-memory"
 
     def __init__(self, array: np.ndarray):
         super().__init__(array.shape, array.dtype)
         self.array = array
+        self._streamed = None if array.dtype == np.float64 else StreamedRows(array, counter=self._counter)
 
     @property
     def bounds(self):
-        return [(0, self.shape[0])]
+        return [(0, self.shape[0])] if self._streamed is None else self._streamed.bounds
 
     def _map(self, fn, row_args, shared, raw=False):
-        block = self.array if raw else self.array.astype(np.float64, copy=False)
-        return [fn(block, *row_args, *shared)]
+        if self._streamed is not None:
+            return self._streamed._map(fn, row_args, shared, raw)
+        return [fn(self.array, *row_args, *shared)]
 
     def _scan(self, fn, state, row_args, shared):
         state, out = fn(self.array, state, *row_args, *shared)
@@ -363,6 +367,8 @@ class InMemoryRows(RowBlocks):
         return self.array[rows]
 
     def matvec(self, x, extended=False):
+        if self._streamed is not None and not extended:
+            return super().matvec(x)
         if not extended:
             return self.array @ x
         x = np.asarray(x).astype(EXTENDED)
@@ -372,6 +378,8 @@ class InMemoryRows(RowBlocks):
         return out
 
     def rmatvec(self, y, extended=False):
+        if self._streamed is not None and not extended:
+            return super().rmatvec(y)
         if not extended:
             return self.array.T @ y
         y = np.asarray(y).astype(EXTENDED)
@@ -386,16 +394,16 @@ class InMemoryRows(RowBlocks):
             yield start, self.array[start:start + rows].astype(EXTENDED)
 
     def abs_matvec(self, x):
-        return np.abs(self.array) @ x
+        return super().abs_matvec(x) if self._streamed is not None else np.abs(self.array) @ x
 
     def abs_rmatvec(self, y):
-        return np.abs(self.array).T @ y
+        return super().abs_rmatvec(y) if self._streamed is not None else np.abs(self.array).T @ y
 
     def row_sq_norms(self):
         return np.einsum("ij,ij->i", self.array, self.array, dtype=np.float64)
 
     def weighted_gram(self, c):
-        return (self.array.T * c) @ self.array
+        return super().weighted_gram(c) if self._streamed is not None else (self.array.T * c) @ self.array
 
     def row_abs_max(self):
         return np.abs(self.array).max(axis=1).astype(np.float64)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
+from fairl_opt.programs.blocks import as_rows
+
 
 def smoothed_primal_guess(delta, margins, caps, *, levels=(1.0, 0.3, 0.1, 0.03, 0.01), steps=6, hessian_rows=4000,
                           seed=0) -> np.ndarray:
@@ -47,6 +49,7 @@ def smoothed_primal_guess(delta, margins, caps, *, levels=(1.0, 0.3, 0.1, 0.03, 
     (d,) array
     """
     n, d = delta.shape
+    view = as_rows(delta)  # Δx and Δᵀy by float64 blocks when Δ is float32 or blocked
     scale = float(np.abs(margins).max()) or 1.0
     rng = np.random.default_rng(seed)
     theta = np.zeros(d)
@@ -56,7 +59,7 @@ def smoothed_primal_guess(delta, margins, caps, *, levels=(1.0, 0.3, 0.1, 0.03, 
         for _ in range(steps):
             shortfall = margins - scores
             weights, band = _loss_weights(shortfall, caps, h)
-            grad = theta - delta.T @ weights
+            grad = theta - view.T @ weights
             if float(np.linalg.norm(grad)) <= 1e-9 * max(1.0, float(np.linalg.norm(theta))):
                 break
             rows = np.flatnonzero(band)
@@ -64,14 +67,14 @@ def smoothed_primal_guess(delta, margins, caps, *, levels=(1.0, 0.3, 0.1, 0.03, 
             if rows.size > hessian_rows:
                 pick = rng.choice(rows.size, hessian_rows, replace=False)
                 rows, curvature = rows[pick], curvature[pick] * (rows.size / hessian_rows)
-            block = delta[rows]
+            block = np.asarray(delta[rows], dtype=np.float64)
             hessian = (block.T * curvature) @ block
             hessian[np.diag_indices(d)] += 1.0
             try:
                 direction = cho_solve(cho_factor(hessian, check_finite=False), -grad, check_finite=False)
             except LinAlgError:
                 direction = -grad
-            change = delta @ direction
+            change = view @ direction
             step = _exact_step(theta, direction, shortfall, change, caps, h)
             if step == 0.0:
                 break

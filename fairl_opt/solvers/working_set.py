@@ -75,6 +75,7 @@ class WorkingSetQP(Backend):
     def _solve_box(self, program: MarginProgram, warm_start: Solution | None = None) -> Solution:
         start = time.perf_counter()
         delta, margins = program.delta, program.margins
+        view = as_rows(delta)  # full products by float64 blocks when Δ is float32 or blocked
         n = program.n_pairs
         # the dual box: a scalar (∞ or C) or, for per-pair prices, the (n,) array C_i
         upper = np.inf if program.hard else (program.C if program.per_pair_prices else float(program.C))
@@ -94,8 +95,8 @@ class WorkingSetQP(Backend):
             box = (upper if full else upper[rows]) if per_pair else upper
             # pairs held at their price (α_i = C_i) leave the box QP: their θ_B = Σ C_i Δ_i shifts
             # the others' margins, m_W − Δ_W θ_B (one pass over Δ, no copy of the held rows)
-            theta_fixed = delta.T @ np.where(fixed, caps, 0.0) if fixed.any() else None
-            rows_delta = delta if full else delta[rows]
+            theta_fixed = view.T @ np.where(fixed, caps, 0.0) if fixed.any() else None
+            rows_delta = np.asarray(delta if full else delta[rows], dtype=np.float64)
             shifted = margins[rows] if theta_fixed is None else margins[rows] - rows_delta @ theta_fixed
             result = solve_box_qp(rows_delta, shifted, box)
             stats["ipm_iterations"] += result.iterations
@@ -118,7 +119,7 @@ class WorkingSetQP(Backend):
             theta = result.theta if theta_fixed is None else result.theta + theta_fixed
             alpha = np.where(fixed, caps, 0.0)
             alpha[rows] = result.alpha
-            slack = delta @ theta - margins
+            slack = view @ theta - margins
             violated = np.flatnonzero(~work & ~fixed & (slack < -tol))
             # a held pair that now clears its margin wants α_i < C_i: back into the box QP
             released = np.flatnonzero(fixed & (slack > tol))
@@ -196,21 +197,22 @@ class WorkingSetQP(Backend):
     def _active_set(self, program, alpha_guess, caps, start, status, stats, max_iter) -> Solution | None:
         """The active-set iterations of :meth:`_polish`; the certified solution or None."""
         delta, margins = program.delta, program.margins
+        view = as_rows(delta)
         top = float(alpha_guess.max()) if alpha_guess.size else 0.0
         bound = np.isfinite(caps) & (alpha_guess >= caps * (1 - 1e-6)) & (top > 0)
         free = (alpha_guess > 1e-6 * top) & ~bound & (top > 0)
         for iteration in range(1, max_iter + 1):
-            theta_b = delta[bound].T @ caps[bound] if bound.any() else np.zeros(program.dim)
+            theta_b = view.T @ np.where(bound, caps, 0.0) if bound.any() else np.zeros(program.dim)
             alpha = np.where(bound, caps, 0.0)
             if free.any():
-                rows = delta[free]
+                rows = np.asarray(delta[free], dtype=np.float64)
                 u = np.linalg.lstsq(rows, margins[free] - rows @ theta_b, rcond=None)[0]
                 alpha_free = np.linalg.lstsq(rows.T, u, rcond=None)[0]
                 alpha[free] = alpha_free
                 theta = theta_b + u
             else:
                 theta = theta_b
-            slack = delta @ theta - margins
+            slack = view @ theta - margins
             tol = 1e-12 * (float(np.abs(margins).max()) or 1.0)
             leave = free & (alpha < 0)
             over = free & (alpha > caps)
@@ -250,13 +252,14 @@ class WorkingSetQP(Backend):
         every pair at its price (most of the data when many pairs are noisy) to the few near their
         margins. A held pair that turns out to clear its margin is released by the rounds."""
         delta, margins = program.delta, program.margins
+        view = as_rows(delta)
         n = program.n_pairs
         caps = np.array(upper, dtype=np.float64) if np.ndim(upper) == 1 else np.full(n, float(upper))
         warm = warm_start if warm_start is not None else self._last
         if warm is not None and warm.program.delta is delta and warm.duals.shape == (n,):
             # FA rounds edit margins (and prices) only: start from the previous support, what now
             # binds and the pairs within the band of their margin
-            slack = delta @ warm.theta - margins
+            slack = view @ warm.theta - margins
             support = _support(warm.duals)
             at_cap = np.isfinite(caps) & (warm.duals >= caps * (1 - 1e-6))
             # the band: the warm_band pairs nearest their margins among those not on it already
@@ -274,19 +277,19 @@ class WorkingSetQP(Backend):
             # price, which dual coordinate descent from α = 0 is slow to raise (a blocked Δ: two
             # passes over its blocks per step, and the sampled Hessian's rows gathered)
             levels = self.settings.screening_levels
-            slack = delta @ smoothed_primal_guess(delta, margins, caps, levels=levels) - margins
+            slack = view @ smoothed_primal_guess(delta, margins, caps, levels=levels) - margins
             band = max(_band(slack, 2 * program.dim + 50), 5 * levels[-1] * (float(np.abs(margins).max()) or 1.0))
             held = slack < -band
             return (slack <= band) & ~held, held
         alpha = np.zeros(n)
         theta = np.zeros(program.dim)
-        qdiag = as_rows(delta).row_sq_norms()
+        qdiag = view.row_sq_norms()
         if is_blocked(delta):
             screen(delta, margins, caps, alpha, theta, qdiag, self.settings.screening_epochs)
         else:
             dual_coordinate_descent(delta, margins, caps, alpha, theta, qdiag, self.settings.screening_epochs,
                                     0.0, 0)
-        slack = delta @ theta - margins
+        slack = view @ theta - margins
         # the support candidates: on or inside the margin, with a band for the screening's error
         band = _band(slack, 2 * program.dim + 50)
         held = np.isfinite(caps) & (alpha >= caps) & (slack < -band)
