@@ -13,6 +13,10 @@ every 0.1 s: the process's own memory — what holding Δ would show as 4 GB, tw
 ``--dask`` instead times the same two solves with Δ (default n = 200,000, d = 576) as a Dask
 array read by the workers from the .npy, on a LocalCluster of 1 and then 2 worker processes (one
 thread each), and prints the ratio.
+
+``--in-memory`` loads the same .npy into RAM (default n = 100,000, d = 576) and times both programs
+on the float32 array as loaded and on a float64 copy of it (the same values), with the ratio: a
+float32 Δ's products go by float64 row blocks, so it should cost no more than its copy.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def programs(delta):
 
 def solve_one(name, program, backend) -> dict:
     """Solve and certify ``program``; wall time, status, passes over Δ, diagnostics, memory."""
-    rows = program.delta
+    rows = program.delta_rows
     passes0 = rows.passes
     with AnonPeak() as anon:
         start = time.perf_counter()
@@ -160,16 +164,33 @@ def run_dask(path: Path, workers: int, only=None) -> list[dict]:
     return out
 
 
+def run_in_memory(path: Path, only=None) -> dict:
+    """Both programs on ``path`` loaded into RAM as float32 and as a float64 copy; {program: {dtype: row}}."""
+    stored = np.load(path)
+    out = {}
+    for dtype in ("float32", "float64"):
+        delta = stored if dtype == "float32" else stored.astype(np.float64)
+        for name, program, backend in programs(delta):
+            if only and name not in only:
+                continue
+            row = solve_one(name, program, backend)
+            out.setdefault(name, {})[dtype] = row
+            print(f"  {name:<7} {dtype} {row['seconds']:6.2f}s {row['status']} gap {row['relative_gap']:.1e}, "
+                  f"objective {row['objective']:.12g}", flush=True)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=None, help="pairs (default 1,000,000; --dask 200,000)")
     parser.add_argument("--d", type=int, default=None, help="features (default 1024; --dask 576)")
     parser.add_argument("--dir", default="/tmp", help="where the .npy is written")
     parser.add_argument("--dask", action="store_true", help="1 vs 2 LocalCluster workers instead")
+    parser.add_argument("--in-memory", action="store_true", help="float32 vs its float64 copy, in RAM")
     parser.add_argument("--only", default=None, help="comma-separated programs (maxent, mm-qp)")
     args = parser.parse_args(argv)
-    n = args.n or (200_000 if args.dask else 1_000_000)
-    d = args.d or (576 if args.dask else 1024)
+    n = args.n or (200_000 if args.dask else 100_000 if args.in_memory else 1_000_000)
+    d = args.d or (576 if args.dask or args.in_memory else 1024)
     only = set(args.only.split(",")) if args.only else None
     print(f"{date.today()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, OMP={os.environ['OMP_NUM_THREADS']}; load {os.getloadavg()[0]:.2f}")
@@ -178,7 +199,11 @@ def main(argv=None):
     write_delta(path, n, d)
     print(f"Δ: {path} ({n} x {d} float32, {path.stat().st_size / 2**30:.2f} GiB) ready in "
           f"{time.perf_counter() - start:.0f}s", flush=True)
-    if not args.dask:
+    if args.in_memory:
+        for name, rows in run_in_memory(path, only).items():
+            print(f"  {name}: float32 {rows['float32']['seconds']:.2f}s, float64 copy {rows['float64']['seconds']:.2f}s, "
+                  f"ratio {rows['float32']['seconds'] / rows['float64']['seconds']:.2f}")
+    elif not args.dask:
         run_memmap(path, only)
     else:
         timings = {w: {r["program"]: r["seconds"] for r in run_dask(path, w, only)} for w in (1, 2)}

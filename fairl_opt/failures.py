@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from fairl_opt.exceptions import DataError
-from fairl_opt.programs.blocks import is_blocked
+from fairl_opt.programs.blocks import as_rows, is_blocked
 
 
 def normalised_margins(delta: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """``Δθ / ‖θ‖₂``; all zeros when θ = 0 (every pair then counts as misclassified)."""
     norm = float(np.linalg.norm(theta))
-    scores = delta @ theta if is_blocked(delta) else np.asarray(delta) @ theta
+    scores = as_rows(delta) @ theta  # (a float32 Δ by float64 blocks)
     return scores / norm if norm > 0 else np.zeros_like(scores)
 
 

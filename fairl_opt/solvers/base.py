@@ -276,7 +276,7 @@ class Backend:
             # the hard answer may miss margins by rounding (≤ 1e-7 relative), which the soft
             # objective prices at C_i ≫ 1: scale it up until every margin holds (θ → cθ with
             # c = max m_i/Δ_iθ costs a factor c² ≈ 1 + 2·1e-7 at most in ½‖θ‖² or c in ‖θ‖)
-            scores = program.delta @ theta
+            scores = program.delta_rows @ theta
             short = (scores < program.margins) & (scores > 0) & (program.margins > 0)
             if short.any():
                 theta = theta * float(np.max(program.margins[short] / scores[short]))
@@ -327,7 +327,7 @@ def _all_slack(program: MarginProgram):
     ``_solve_soft_or_hard``)."""
     alpha = program.prices
     if program.norm == "l2":
-        theta = program.delta.T @ alpha
+        theta = program.delta_rows.T @ alpha
     else:
         theta = np.zeros(program.dim)
     return theta, alpha, "all-slack", {"shortcut": "all-slack"}
