@@ -242,3 +242,31 @@ def test_connect_reads_a_scheduler_file(dask_client, tmp_path):
     with cluster.client_for(dask_client) as same:
         assert same is dask_client
     assert dask_client.status == "running"  # and leaves a given one open
+
+
+def test_fairl_score_with_a_scheduler(llama, dask_client, tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    rows = [{"prompt": f"w{p}", "chosen": " ".join(rng.choice(WORDS, 4)) + " w1",
+             "rejected": " ".join(rng.choice(WORDS, 3)) + " w9"} for p in range(30)]
+    src = tmp_path / "prefs.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert run(capsys, "pairs", src, "--out", tmp_path / "pairs.npz", "--model", llama, "--quiet")[0] == 0
+    code, _, err = run(capsys, "fit", tmp_path / "pairs.npz", "--method", "maxent", "--out", tmp_path / "reward")
+    assert code == 0, err
+    scored = tmp_path / "texts.txt"
+    scored.write_text("\n".join(texts(40, seed=8)) + "\n", encoding="utf-8")
+    code, out, err = run(capsys, "score", tmp_path / "reward", scored, "--scheduler", dask_client.scheduler.address,
+                         "--cache-dir", tmp_path / "dask-cache", "--out", tmp_path / "dask.jsonl", "--quiet")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "dask.jsonl.meta.json").read_text())
+    assert meta["run"]["parameters"]["scheduler"] == dask_client.scheduler.address
+    code, out, err = run(capsys, "score", tmp_path / "reward", scored, "--quiet")
+    assert code == 0, err
+    local = [json.loads(line) for line in out.splitlines()]
+    remote = [json.loads(line) for line in (tmp_path / "dask.jsonl").read_text().splitlines()]
+    assert len(local) == 40 and [r["text"] for r in remote] == [r["text"] for r in local]
+    assert [r["reward"] for r in remote] == [r["reward"] for r in local]  # bit for bit
+    assert len({r["reward"] for r in local}) > 1
+    code, _, err = run(capsys, "score", tmp_path / "reward", scored, "--scheduler", dask_client.scheduler.address,
+                       "--workers", 2)
+    assert code == 2 and "--scheduler" in err and "--workers 2" in err

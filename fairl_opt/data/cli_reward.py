@@ -33,7 +33,7 @@ checks that the installed feature model has the fingerprint the reward recorded 
 embeds with the recorded recipe and standardisation, and prints one JSON object per text:
 ``{"index": i, "reward": r, "text": ...}`` (plus ``"prompt"``). With ``--out FILE`` the lines go to
 FILE and the run record (reward folder, method, hyper-parameters, feature model, input, version)
-to ``FILE.meta.json``.
+to ``FILE.meta.json``. ``--scheduler ADDRESS`` embeds the texts on a Dask cluster (the cache stays here).
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def load_differences(path):
 
 
 def cmd_score(args) -> int:
+    from fairl_opt.cluster import check_scheduler_arguments, client_for
     from fairl_opt.data.reward import RewardModel
 
     out = check_output_path(args.out) if args.out else None
@@ -113,8 +114,11 @@ def cmd_score(args) -> int:
     cache = Path(args.cache_dir) if args.cache_dir else None
     if cache is not None:
         check_output_dir(cache, "--cache-dir")
-    scores = reward.score_texts(texts, prompts if reward.features.with_prompt else None, cache_dir=cache,
-                                batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)
+    check_scheduler_arguments(args)
+    with client_for(args.scheduler) as client:
+        scores = reward.score_texts(texts, prompts if reward.features.with_prompt else None, cache_dir=cache,
+                                    batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+                                    scheduler=client)
     lines = []
     for i, (t, r) in enumerate(zip(texts, scores)):
         row = {"index": i, "reward": float(r), "text": t}
@@ -129,7 +133,7 @@ def cmd_score(args) -> int:
     meta = {"out": str(out), "n_texts": len(texts),
             "run": run_record("score", {"reward": args.reward, "texts": args.texts},
                               {"method": reward.method, **reward.hyper_parameters,
-                               "feature_model": reward.features.to_dict()})}
+                               "feature_model": reward.features.to_dict(), "scheduler": args.scheduler})}
     emit_json(meta, out.with_name(out.name + ".meta.json"))
     return 0
 
@@ -155,6 +159,8 @@ def add_fit_parser(sub) -> None:
 
 
 def add_score_parser(sub) -> None:
+    from fairl_opt.cluster import add_scheduler_argument
+
     p = sub.add_parser("score", help="score texts with a saved reward; one JSON object per text")
     p.add_argument("reward", help="reward folder from fairl fit")
     p.add_argument("texts", help=".txt (one completion per line) or .jsonl (text or completion[, prompt])")
@@ -162,5 +168,6 @@ def add_score_parser(sub) -> None:
     p.add_argument("--cache-dir", default=None, help="embedding chunk cache (reruns resume)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass")
     p.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    add_scheduler_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=cmd_score)

@@ -151,12 +151,13 @@ class FeatureSpec:
         return spec
 
     def embed(self, completions, prompts=None, *, cache_dir=None, batch_size: int = 32, workers: int = 1,
-              progress=True) -> np.ndarray:
-        """Standardised features of ``completions`` (checked model, resumable through ``cache_dir``)."""
+              progress=True, scheduler=None) -> np.ndarray:
+        """Standardised features of ``completions`` (checked model, resumable through ``cache_dir``;
+        ``scheduler``: the chunks on a Dask cluster, as :func:`fairl_opt.lm.embed_texts`)."""
         from fairl_opt.lm import embed_texts
 
         self.check_installed()
         raw = embed_texts(self.texts(completions, prompts), model=self.model, cache_dir=cache_dir,
                           batch_size=batch_size, max_length=self.max_length, workers=workers,
-                          progress=progress)
+                          progress=progress, scheduler=scheduler)
         return self.standardise(raw)

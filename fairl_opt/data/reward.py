@@ -146,8 +146,9 @@ class RewardModel:
         return self.score_features(spec.standardise(raw) if spec is not None else raw)
 
     def score_texts(self, completions, prompts=None, *, cache_dir=None, batch_size: int = 32,
-                    workers: int = 1, progress=True) -> np.ndarray:
-        """Rewards of ``completions`` (with ``prompts`` when the features include the prompt).
+                    workers: int = 1, progress=True, scheduler=None) -> np.ndarray:
+        """Rewards of ``completions`` (with ``prompts`` when the features include the prompt);
+        ``scheduler`` (a ``distributed.Client`` or an address) embeds them on a Dask cluster.
 
         Raises
         ------
@@ -160,7 +161,7 @@ class RewardModel:
                             "it can score feature rows (score_features), not texts")
         return self.score_features(self.features.embed(completions, prompts, cache_dir=cache_dir,
                                                        batch_size=batch_size, workers=workers,
-                                                       progress=progress))
+                                                       progress=progress, scheduler=scheduler))
 
     # -- I/O ---------------------------------------------------------------------------------
     def manifest(self) -> dict:
