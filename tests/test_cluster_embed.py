@@ -270,3 +270,33 @@ def test_fairl_score_with_a_scheduler(llama, dask_client, tmp_path, capsys):
     code, _, err = run(capsys, "score", tmp_path / "reward", scored, "--scheduler", dask_client.scheduler.address,
                        "--workers", 2)
     assert code == 2 and "--scheduler" in err and "--workers 2" in err
+
+
+def test_fairl_detox_generate_with_a_scheduler(dask_client, tmp_path, capsys):
+    pytest.importorskip("profanity_check")
+    from fairl_opt.detox.dataset import sha256_file
+
+    own = build_llama(tmp_path / "own-llama", seed=11)  # its own memo key: the workers' loads of it are countable
+    base = ["detox", "generate", "--n-prompts", "6", "--K", "2", "--max-new-tokens", "4", "--splits", "2",
+            "--model", own, "--quiet"]
+    code, out, err = run(capsys, *base, "--out", tmp_path / "dask", "--scheduler", dask_client.scheduler.address)
+    assert code == 0, err
+    loads = dask_client.run(cluster.worker_loads)
+    assert sum(n for d in loads.values() for key, n in d.items() if str(own) in key) >= 1  # sampled on the workers
+    assert json.loads(out)["run"]["parameters"]["scheduler"] == dask_client.scheduler.address
+    code, _, err = run(capsys, *base, "--out", tmp_path / "local")
+    assert code == 0, err
+    for name in ("completions.jsonl", "arrays.npz"):
+        assert sha256_file(tmp_path / "dask" / name) == sha256_file(tmp_path / "local" / name), name
+    code, _, err = run(capsys, *base, "--out", tmp_path / "both", "--scheduler", dask_client.scheduler.address,
+                       "--workers", 2)
+    assert code == 2 and "--scheduler" in err
+    # a further policy (the same model, 2 samples per prompt) added on the cluster and locally
+    add = ["detox", "add-policy", "--name", "again", "--model", own, "--samples", "2", "--quiet"]
+    code, out, err = run(capsys, *add, "--data", tmp_path / "dask", "--scheduler", dask_client.scheduler.address)
+    assert code == 0, err
+    assert json.loads(out)["run"]["parameters"]["scheduler"] == dask_client.scheduler.address
+    assert run(capsys, *add, "--data", tmp_path / "local")[0] == 0
+    policy = Path("policies") / "again"
+    for name in ("completions.jsonl", "arrays.npz"):
+        assert sha256_file(tmp_path / "dask" / policy / name) == sha256_file(tmp_path / "local" / policy / name), name

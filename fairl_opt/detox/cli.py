@@ -108,14 +108,18 @@ def cmd_generate(args) -> int:
 
         load_rtp_jsonl(args.prompts, limit=args.n_prompts)
     _check_models(args)
-    manifest = generate_dataset(
-        args.out, n_prompts=args.n_prompts, K=args.K, beta=args.beta, seed=args.seed, model=args.model,
-        feature_model=args.feature_model, prompts_file=args.prompts, max_new_tokens=args.max_new_tokens,
-        n_splits=args.splits, workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
-        log=logging.getLogger(__name__).info, chat_template=args.chat_template, mix=args.mix,
-    )
+    from fairl_opt.cluster import check_scheduler_arguments, client_for
+
+    check_scheduler_arguments(args)
+    with client_for(args.scheduler) as client:  # connected (or refused) before any model loads
+        manifest = generate_dataset(
+            args.out, n_prompts=args.n_prompts, K=args.K, beta=args.beta, seed=args.seed, model=args.model,
+            feature_model=args.feature_model, prompts_file=args.prompts, max_new_tokens=args.max_new_tokens,
+            n_splits=args.splits, workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
+            log=logging.getLogger(__name__).info, chat_template=args.chat_template, mix=args.mix, scheduler=client,
+        )
     params = {k: getattr(args, k) for k in ("n_prompts", "K", "beta", "seed", "model", "feature_model", "max_new_tokens",
-                                            "splits", "workers", "chat_template", "mix")}
+                                            "splits", "workers", "scheduler", "chat_template", "mix")}
     print(json.dumps({**{k: manifest[k] for k in ("n_prompts", "K", "beta", "rates", "cost", "files")},
                       "run": run_record("detox generate", {"prompts": args.prompts, "out": args.out}, params)},
                      indent=2))
@@ -175,10 +179,14 @@ def cmd_add_policy(args) -> int:
         check_adapter(resolve_model(args.model), causal=True)
     except DataError as exc:
         raise DataError(f"--model {args.model}: {exc}") from None
-    meta = add_policy(args.data, args.name, args.model, samples=args.samples, workers=args.workers, beta=args.beta,
-                      cache_dir=args.cache_dir, progress=not args.quiet, force=args.force,
-                      log=logging.getLogger(__name__).info)
-    params = {k: getattr(args, k) for k in ("name", "model", "samples", "beta", "workers", "force")}
+    from fairl_opt.cluster import check_scheduler_arguments, client_for
+
+    check_scheduler_arguments(args)
+    with client_for(args.scheduler) as client:
+        meta = add_policy(args.data, args.name, args.model, samples=args.samples, workers=args.workers,
+                          beta=args.beta, cache_dir=args.cache_dir, progress=not args.quiet, force=args.force,
+                          log=logging.getLogger(__name__).info, scheduler=client)
+    params = {k: getattr(args, k) for k in ("name", "model", "samples", "beta", "workers", "scheduler", "force")}
     print(json.dumps({**{k: meta[k] for k in ("name", "samples", "rates", "implicit_reward", "cost", "files")},
                       "run": run_record("detox add-policy", {"data": args.data}, params)}, indent=2))
     return 0
@@ -204,6 +212,8 @@ def add_embed_parser(sub) -> None:
 
 
 def add_detox_parser(sub) -> None:
+    from fairl_opt.cluster import add_scheduler_argument
+
     summary = "the LLM detoxification experiment"
     p = sub.add_parser("detox", help=summary, description=summary, formatter_class=HelpFormatter)
     dsub = p.add_subparsers(dest="detox_command", required=True, metavar="COMMAND")
@@ -229,6 +239,7 @@ def add_detox_parser(sub) -> None:
     g.add_argument("--max-new-tokens", type=positive_int, default=30, help="tokens sampled per completion")
     g.add_argument("--splits", type=positive_int, default=5, help="random prompt-level train/test splits")
     g.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    add_scheduler_argument(g)
     g.add_argument("--cache-dir", default=None, help="chunk cache (default: <out>/.cache); reruns resume")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     g.set_defaults(func=cmd_generate)
@@ -255,6 +266,7 @@ def add_detox_parser(sub) -> None:
     a.add_argument("--samples", type=positive_int, default=1, help="completions per prompt")
     a.add_argument("--beta", type=float, default=None, help="β of the implicit reward (default: the adapter's DPO β)")
     a.add_argument("--workers", type=positive_int, default=1, help="processes (one thread each)")
+    add_scheduler_argument(a)
     a.add_argument("--cache-dir", default=None, help="chunk cache (default: <data>/.cache); reruns resume")
     a.add_argument("--force", action="store_true", help="replace a policy of the same name")
     a.add_argument("--quiet", action="store_true", help="no progress lines")

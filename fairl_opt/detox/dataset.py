@@ -80,7 +80,7 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
                      model: str = "smollm2", feature_model: str | None = None, prompts_file=None,
                      max_new_tokens: int = 30, n_splits: int = 5, test_fraction: float = 0.3,
                      workers: int = 1, cache_dir=None, progress=True, log=print, chat_template: bool = False,
-                     mix: dict | None = None) -> dict:
+                     mix: dict | None = None, scheduler=None) -> dict:
     """Run the whole pipeline and write the dataset to ``out_dir``; returns the manifest.
 
     ``cache_dir`` (default ``<out_dir>/.cache``) holds one file per finished chunk of generation and
@@ -88,7 +88,8 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
     rendered as one user turn through the generator's chat template (recorded in the manifest's
     ``generator.template``); without it the data are those of earlier versions. ``mix`` sets the
     prompt families' shares (:func:`fairl_opt.detox.prompts.build_prompts`; default half neutral,
-    half provocative).
+    half provocative). ``scheduler`` (a ``distributed.Client``) runs the generation and embedding
+    chunks on a Dask cluster instead of ``workers`` local processes (the same data, bit for bit).
     """
     from fairl_opt.detox.prompts import build_prompts, load_rtp_jsonl
     from fairl_opt.detox.toxicity import SCORER, TOXIC_THRESHOLD, true_reward
@@ -120,14 +121,15 @@ def generate_dataset(out_dir, n_prompts: int = 3000, K: int = 6, beta: float = 1
     t0 = time.perf_counter()
     samples = generate_completions(prompts, K + 1, model=gen_spec, cache_dir=cache / "generate", seed=seed,
                                    config=config, chunk_prompts=max(1, 64 // (K + 1)), workers=workers,
-                                   progress=progress, chat_template=chat_template)
+                                   progress=progress, chat_template=chat_template, scheduler=scheduler)
     t_gen = time.perf_counter() - t0
     flat = [text for row in samples for text in row]
     r_star, toxic, p_off = (a.reshape(n, K + 1) for a in true_reward(flat))
     rng = np.random.default_rng(seed)
     aligned = np.array([1 + sir_pick(r_star[i, 1:], beta, rng) for i in range(n)], dtype=np.int64)
     t1 = time.perf_counter()
-    feats = embed_texts(flat, model=feat_spec, cache_dir=cache / "embed", workers=workers, progress=progress)
+    feats = embed_texts(flat, model=feat_spec, cache_dir=cache / "embed", workers=workers, progress=progress,
+                        scheduler=scheduler)
     t_emb = time.perf_counter() - t1
     features = feats.reshape(n, K + 1, -1)
     test_masks = prompt_splits(n, n_splits, test_fraction, seed)

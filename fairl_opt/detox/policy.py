@@ -202,10 +202,12 @@ def dataset_feature_model(manifest: dict, data_dir="the dataset"):
 
 
 def add_policy(data_dir, name: str, model: str, *, samples: int = 1, workers: int = 1, beta: float | None = None,
-               cache_dir=None, progress=True, force: bool = False, log=print) -> dict:
+               cache_dir=None, progress=True, force: bool = False, log=print, scheduler=None) -> dict:
     """Sample, score, embed (and for an adapter, score by its implicit reward with ``beta``, default
     its provenance's β) policy ``name`` = ``model`` on every prompt of the dataset in ``data_dir``; write
-    ``<data_dir>/policies/<name>/`` and list it in the manifest. Returns ``policy.json``'s content."""
+    ``<data_dir>/policies/<name>/`` and list it in the manifest. Returns ``policy.json``'s content.
+    ``scheduler`` (a ``distributed.Client``): the sampling and embedding chunks on a Dask cluster (the
+    implicit reward's log-probabilities stay in local processes)."""
     from fairl_opt.detox.dataset import TEMPLATES, DetoxDataset, _versions
     from fairl_opt.detox.toxicity import true_reward
     from fairl_opt.lm import SamplingConfig, embed_texts, generate_completions
@@ -235,13 +237,13 @@ def add_policy(data_dir, name: str, model: str, *, samples: int = 1, workers: in
     t0 = time.perf_counter()
     texts = generate_completions(ds.prompts, samples, model=spec, cache_dir=cache / f"policy-{name}", seed=seed,
                                  config=config, chunk_prompts=max(1, 64 // samples), workers=workers,
-                                 progress=progress, chat_template=chat)
+                                 progress=progress, chat_template=chat, scheduler=scheduler)
     t_gen = time.perf_counter() - t0
     flat = [t for row in texts for t in row]
     r_star, toxic, p_off = (a.reshape(n, samples) for a in true_reward(flat))
     t1 = time.perf_counter()
     features = embed_texts(flat, model=feat, cache_dir=cache / "embed", workers=workers,
-                           progress=progress).reshape(n, samples, -1)
+                           progress=progress, scheduler=scheduler).reshape(n, samples, -1)
     t_emb = time.perf_counter() - t1
     implicit = implicit_data = None
     t2 = time.perf_counter()
