@@ -27,7 +27,7 @@ def _exact(delta32, x):
 def test_float32_products_are_float64_accurate(kind):
     delta32 = planted(kind, n=3000, d=12, seed=2).astype(np.float32)
     rows = as_rows(delta32)
-    assert isinstance(rows, InMemoryRows) and len(rows.bounds) >= 1
+    assert isinstance(rows, InMemoryRows) and rows._streamed is not None  # the blocked path, not numpy's cast
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=12), rng.normal(size=3000)
     size = np.abs(delta32).astype(np.float64) @ np.abs(x)  # |Δ||x|: the scale of each product
